@@ -1,0 +1,78 @@
+"""The ASGI application.
+
+``create_app(settings, local=...)`` builds a Starlette app whose lifespan opens
+the runtime (storage, catalog). It is server-agnostic: granian serves it in
+production, uvicorn and httpx's ASGI transport run it too.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import os
+from collections.abc import AsyncIterator
+
+from starlette.applications import Starlette
+from starlette.concurrency import run_in_threadpool
+from starlette.routing import BaseRoute
+
+from birdhouse.catalog.access import AuthError
+from birdhouse.catalog.catalog import CatalogError
+from birdhouse.config import Settings, load_settings
+from birdhouse.http import datasources, local, sql, tokens
+from birdhouse.http.errors import (
+    ApiError,
+    api_error_handler,
+    auth_error_handler,
+    catalog_error_handler,
+    internal_error_handler,
+)
+from birdhouse.runtime import open_runtime
+
+log = logging.getLogger("birdhouse")
+
+# Set by the CLI for server workers that build the app in their own process.
+SETTINGS_ENV = "BIRDHOUSE_RUNTIME_SETTINGS"
+LOCAL_ENV = "BIRDHOUSE_RUNTIME_LOCAL"
+
+
+def routes() -> list[BaseRoute]:
+    return [*local.routes, *tokens.routes, *datasources.routes, *sql.routes]
+
+
+def create_app(settings: Settings, *, local_mode: bool = True) -> Starlette:
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        runtime = await run_in_threadpool(open_runtime, settings, local_mode)
+        if local_mode and settings.server.host not in ("127.0.0.1", "localhost", "::1"):
+            log.warning(
+                "GET /tokens hands out admin tokens and this server listens on %s: "
+                "use `birdhouse serve` for anything but local development",
+                settings.server.host,
+            )
+        app.state.runtime = runtime
+        try:
+            yield
+        finally:
+            await run_in_threadpool(runtime.close)
+
+    return Starlette(
+        routes=routes(),
+        lifespan=lifespan,
+        exception_handlers={
+            ApiError: api_error_handler,
+            AuthError: auth_error_handler,
+            CatalogError: catalog_error_handler,
+            Exception: internal_error_handler,
+        },
+    )
+
+
+def app_from_env() -> Starlette:
+    """Factory for server workers: settings arrive as JSON in the environment."""
+    raw = os.environ.get(SETTINGS_ENV)
+    layers = json.loads(raw) if raw else {}
+    overrides = {f"{section}.{key}": value for section, values in layers.items() for key, value in values.items()}
+    settings = load_settings(environ={}, overrides=overrides)
+    return create_app(settings, local_mode=os.environ.get(LOCAL_ENV, "1") == "1")

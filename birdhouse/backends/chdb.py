@@ -1,0 +1,114 @@
+"""Embedded storage: the ClickHouse engine in-process through chDB.
+
+chDB allows one data path per process, so a :class:`ChdbBackend` owns the
+process-wide embedded server while it is open. Statements are serialised by a
+lock: the session object is not documented as safe for concurrent use, and a
+single engine already parallelises each statement internally.
+"""
+
+from __future__ import annotations
+
+import re
+import threading
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from birdhouse.backends.base import BackendError, Capabilities, QueryResult
+
+_CODE_RE = re.compile(r"Code:\s*(\d+)")
+# The engine appends its version and a stack-trace hint; people need neither.
+_TAIL_RE = re.compile(r"\s*\(version [0-9.]+[^)]*\)\s*$")
+
+
+def _error(exc: Exception) -> BackendError:
+    text = str(exc).strip()
+    for prefix in ("Streaming insert finish failed: ", "Failed to create connection: "):
+        text = text.removeprefix(prefix)
+    match = _CODE_RE.search(text)
+    return BackendError(_TAIL_RE.sub("", text), int(match.group(1)) if match else None)
+
+
+def _settings_clause(settings: Mapping[str, str | int] | None) -> str:
+    if not settings:
+        return ""
+    parts = []
+    for key, value in settings.items():
+        if not re.fullmatch(r"[a-z_][a-z0-9_]*", key):
+            raise ValueError(f"invalid setting name {key!r}")
+        if isinstance(value, int):
+            parts.append(f"{key}={value}")
+        else:
+            escaped = value.replace("\\", "\\\\").replace("'", "\\'")
+            parts.append(f"{key}='{escaped}'")
+    return " SETTINGS " + ", ".join(parts)
+
+
+class ChdbBackend:
+    """A chDB session on ``path`` (created if missing)."""
+
+    def __init__(self, path: str | Path) -> None:
+        try:
+            from chdb import session
+        except ImportError as exc:  # pragma: no cover - chdb is a hard dependency
+            raise RuntimeError("chDB is missing: pip install 'chdb>=4.4'") from exc
+        self.path = Path(path)
+        self.path.mkdir(parents=True, exist_ok=True)
+        self.dsn = f"chdb://{self.path}"
+        self._lock = threading.Lock()
+        try:
+            self._session: Any = session.Session(str(self.path))
+        except Exception as exc:
+            raise _error(exc) from exc
+        version = self.query("SELECT version()", "TSVRaw").body.decode().strip()
+        self.capabilities = Capabilities(version=version)
+
+    def query(
+        self,
+        sql: str,
+        fmt: str = "JSONEachRow",
+        params: Mapping[str, str] | None = None,
+        settings: Mapping[str, str | int] | None = None,
+    ) -> QueryResult:
+        statement = sql + _settings_clause(settings) if settings else sql
+        with self._lock:
+            try:
+                result = self._session.query(statement, fmt, params=dict(params) if params else None)
+            except Exception as exc:
+                raise _error(exc) from exc
+        if result is None:  # DDL through query() returns nothing on some versions
+            return QueryResult(b"")
+        return QueryResult(
+            body=result.bytes(),
+            rows_read=result.rows_read(),
+            bytes_read=result.bytes_read(),
+            elapsed_s=result.elapsed(),
+        )
+
+    def command(self, sql: str, settings: Mapping[str, str | int] | None = None) -> None:
+        self.query(sql, "TSVRaw", settings=settings)
+
+    def insert(
+        self,
+        table: str,
+        data: bytes,
+        fmt: str = "JSONEachRow",
+        columns: tuple[str, ...] | None = None,
+        settings: Mapping[str, str | int] | None = None,
+    ) -> int:
+        column_list = " (" + ", ".join(f"`{c}`" for c in columns) + ")" if columns else ""
+        statement = f"INSERT INTO {table}{column_list}{_settings_clause(settings)}"
+        with self._lock:
+            try:
+                with self._session.send_insert(statement, fmt) as inserter:
+                    inserter.append(data)
+                    result = inserter.finish()
+            except Exception as exc:
+                raise _error(exc) from exc
+        return int(result.rows_written)
+
+    def close(self) -> None:
+        with self._lock:
+            session, self._session = self._session, None
+            if session is not None:
+                session.close()

@@ -1,0 +1,258 @@
+"""The catalog: workspaces, tokens and data sources, cached in memory.
+
+Requests read the cache (no backend round trip to authenticate); writes go to
+the backend first and then to the cache, under one lock, so a record the
+cache shows is always durable. :meth:`Catalog.refresh` reloads from the
+backend, which is how other nodes' writes arrive.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import threading
+from collections.abc import Iterable
+
+from birdhouse.backends import Backend
+from birdhouse.catalog.access import AuthError, Principal
+from birdhouse.catalog.models import DataSource, Token, Workspace, new_uuid
+from birdhouse.catalog.store import CatalogStore, Record
+from birdhouse.schema.names import InvalidName, validate_identifier
+from birdhouse.catalog.tokens import (
+    ADMIN_USER,
+    USER,
+    Scope,
+    TokenInvalid,
+    decode_token,
+    decode_unverified_host,
+    mint_token,
+)
+
+
+class CatalogError(Exception):
+    """A catalog request that cannot be done. ``status`` maps to HTTP."""
+
+    def __init__(self, message: str, status: int = 400) -> None:
+        super().__init__(message)
+        self.message = message
+        self.status = status
+
+
+def _digest(token: str) -> bytes:
+    return hashlib.sha256(token.encode("utf-8", "surrogatepass")).digest()
+
+
+class Catalog:
+    def __init__(self, backend: Backend, secret: bytes, region: str, database: str = "birdhouse") -> None:
+        self.backend = backend
+        self.secret = secret
+        self.region = region
+        self.store = CatalogStore(backend, database)
+        self.lock = threading.RLock()
+        self.workspaces: dict[str, Workspace] = {}
+        self.tokens: dict[str, Token] = {}
+        self.datasources: dict[str, DataSource] = {}
+        # sha256(token string) → token id: lookups by a digest leak nothing
+        # about the stored strings; the final comparison is constant-time.
+        self._by_digest: dict[bytes, str] = {}
+
+    # ------------------------------------------------------------ loading
+
+    def open(self) -> None:
+        self.store.ensure_schema()
+        self.refresh()
+
+    def refresh(self) -> None:
+        workspaces: dict[str, Workspace] = {}
+        tokens: dict[str, Token] = {}
+        datasources: dict[str, DataSource] = {}
+        for record in self.store.load():
+            if isinstance(record, Workspace):
+                workspaces[record.id] = record
+            elif isinstance(record, Token):
+                tokens[record.id] = record
+            else:
+                datasources[record.id] = record
+        with self.lock:
+            self.workspaces, self.tokens, self.datasources = workspaces, tokens, datasources
+            self._by_digest = {_digest(t.token): t.id for t in tokens.values()}
+
+    def _put(self, record: Record) -> None:
+        self.store.save(record)
+        if isinstance(record, Workspace):
+            self.workspaces[record.id] = record
+        elif isinstance(record, Token):
+            old = self.tokens.get(record.id)
+            if old is not None:
+                self._by_digest.pop(_digest(old.token), None)
+            self.tokens[record.id] = record
+            self._by_digest[_digest(record.token)] = record.id
+        else:
+            self.datasources[record.id] = record
+
+    def _drop(self, record: Record) -> None:
+        self.store.delete(record)
+        if isinstance(record, Workspace):
+            self.workspaces.pop(record.id, None)
+        elif isinstance(record, Token):
+            self.tokens.pop(record.id, None)
+            self._by_digest.pop(_digest(record.token), None)
+        else:
+            self.datasources.pop(record.id, None)
+
+    # --------------------------------------------------------- workspaces
+
+    def workspace_by_name(self, name: str) -> Workspace | None:
+        return next((w for w in self.workspaces.values() if w.name == name), None)
+
+    def create_workspace(self, name: str, user_id: str, email: str) -> Workspace:
+        """A workspace, its database and its default tokens (SPEC §7.4)."""
+        try:
+            validate_identifier(name)
+        except InvalidName as exc:
+            raise CatalogError(str(exc)) from None
+        with self.lock:
+            if self.workspace_by_name(name) is not None:
+                raise CatalogError(f"There is already a workspace with name '{name}'", 409)
+            workspace_id = new_uuid()
+            workspace = Workspace(id=workspace_id, name=name, database="w_" + workspace_id.replace("-", ""))
+            self.backend.command(f"CREATE DATABASE IF NOT EXISTS `{workspace.database}`")
+            self._put(workspace)
+            self.mint(workspace, "Workspace admin token", [Scope("ADMIN")])
+            self.mint(workspace, f"admin {email}", [Scope(ADMIN_USER, user_id)], user_id=user_id)
+            self.mint(workspace, "create datasource token", [Scope("DATASOURCES:CREATE")])
+            return workspace
+
+    def delete_workspace(self, workspace: Workspace) -> None:
+        with self.lock:
+            for record in [*self.workspace_tokens(workspace.id), *self.workspace_datasources(workspace.id)]:
+                self._drop(record)
+            self._drop(workspace)
+            self.backend.command(f"DROP DATABASE IF EXISTS `{workspace.database}`")
+
+    # ------------------------------------------------------------- tokens
+
+    def workspace_tokens(self, workspace_id: str) -> list[Token]:
+        return sorted(
+            (t for t in self.tokens.values() if t.workspace_id == workspace_id), key=lambda t: t.created_at
+        )
+
+    def find_token(self, workspace_id: str, name_or_id: str) -> Token | None:
+        for token in self.workspace_tokens(workspace_id):
+            if token.name == name_or_id or token.id == name_or_id:
+                return token
+        return None
+
+    def mint(
+        self,
+        workspace: Workspace | None,
+        name: str,
+        scopes: Iterable[Scope],
+        description: str = "",
+        user_id: str = "",
+        pinned: str = "",
+    ) -> Token:
+        """Create a token. ``pinned`` is an exact token string to use instead
+        of a minted one (Tinybird Local's ``TB_LOCAL_*_TOKEN`` parity)."""
+        workspace_id = workspace.id if workspace else ""
+        with self.lock:
+            if self.find_token(workspace_id, name) is not None:
+                raise CatalogError(f"Token with name '{name}' already exists")
+            token_id = new_uuid()
+            subject = workspace_id or user_id
+            token = Token(
+                id=token_id,
+                workspace_id=workspace_id,
+                name=name,
+                token=pinned or mint_token(self.secret, subject, token_id, self.region),
+                scopes=list(scopes),
+                description=description,
+                user_id=user_id,
+            )
+            self._put(token)
+            return token
+
+    def save_token(self, token: Token) -> None:
+        with self.lock:
+            self._put(token)
+
+    def delete_token(self, token: Token) -> None:
+        with self.lock:
+            self._drop(token)
+
+    def refresh_token(self, token: Token) -> Token:
+        """A new id and string; the old string stops working at once."""
+        with self.lock:
+            self._drop(token)
+            token_id = new_uuid()
+            subject = token.workspace_id or token.user_id
+            token.id = token_id
+            token.token = mint_token(self.secret, subject, token_id, self.region)
+            self._put(token)
+            return token
+
+    def user_token(self) -> Token | None:
+        return next((t for t in self.tokens.values() if any(s.type == USER for s in t.scopes)), None)
+
+    def authenticate(self, presented: str) -> Principal:
+        """Resolve a token string. Forgeries, unknown and revoked tokens → 403;
+        a token of another region or of a deleted workspace → 404."""
+        token_id = self._by_digest.get(_digest(presented))
+        if token_id is None:
+            if presented.startswith("p."):
+                host = decode_unverified_host(presented)
+                if host is not None and host != self.region:
+                    raise AuthError(
+                        f"Token for region '{host}', but this server is region '{self.region}': "
+                        "use the API host of the token's region",
+                        404,
+                    )
+                try:
+                    claims = decode_token(self.secret, presented)
+                except TokenInvalid:
+                    raise AuthError("Invalid token") from None
+                token_id = claims.token_id
+                if claims.workspace_id and self.tokens.get(token_id) is None and (
+                    claims.workspace_id not in self.workspaces
+                    and not any(t.user_id == claims.workspace_id for t in self.tokens.values())
+                ):
+                    raise AuthError("Workspace not found", 404)
+            else:
+                raise AuthError("Invalid token")
+        token = self.tokens.get(token_id)
+        if token is None or not hmac.compare_digest(_digest(token.token), _digest(presented)):
+            raise AuthError("Invalid token")
+        workspace = self.workspaces.get(token.workspace_id) if token.workspace_id else None
+        if token.workspace_id and workspace is None:
+            raise AuthError("Workspace not found", 404)
+        return Principal(token=token, workspace=workspace)
+
+    # -------------------------------------------------------- datasources
+
+    def workspace_datasources(self, workspace_id: str) -> list[DataSource]:
+        return sorted(
+            (d for d in self.datasources.values() if d.workspace_id == workspace_id), key=lambda d: d.name
+        )
+
+    def find_datasource(self, workspace_id: str, name_or_id: str) -> DataSource | None:
+        found = self.datasources.get(name_or_id)
+        if found is not None and found.workspace_id == workspace_id:
+            return found
+        return next(
+            (d for d in self.datasources.values() if d.workspace_id == workspace_id and d.name == name_or_id),
+            None,
+        )
+
+    def save_datasource(self, datasource: DataSource) -> None:
+        with self.lock:
+            self._put(datasource)
+
+    def forget_datasource(self, datasource: DataSource) -> None:
+        """Remove the record and every scope that names it."""
+        with self.lock:
+            self._drop(datasource)
+            for token in list(self.tokens.values()):
+                kept = [s for s in token.scopes if s.resource != datasource.id]
+                if len(kept) != len(token.scopes):
+                    token.scopes = kept
+                    self._put(token)

@@ -1,0 +1,176 @@
+"""Settings: one frozen dataclass per section, layered defaults < file < env < flags.
+
+Keys are ``section.key_with_unit`` (SPEC §0.1). A TOML file holds
+``[section] key = value``; the environment overrides with
+``BIRDHOUSE_<SECTION>__<KEY>`` (e.g. ``BIRDHOUSE_SERVER__PORT=7181``); command
+line flags override everything. Unknown keys are errors, not silently ignored:
+a typo in a limit must not leave the default in force unnoticed.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+
+@dataclass(frozen=True)
+class ServerSettings:
+    host: str = "127.0.0.1"
+    port: int = 7181
+    data_dir: str = ".birdhouse"
+    # The `host` claim of minted tokens (SPEC §7.1); Tinybird Local uses "local".
+    region: str = "local"
+    # Public base URL used in job_url / regions; derived from host:port when empty.
+    public_url: str = ""
+    shutdown_grace_s: float = 25.0
+    log_level: str = "info"
+
+
+@dataclass(frozen=True)
+class StorageSettings:
+    # Empty means embedded chDB under <data_dir>/chdb.
+    dsn: str = ""
+    catalog_database: str = "birdhouse"
+    catalog_refresh_s: float = 2.0
+
+
+@dataclass(frozen=True)
+class AuthSettings:
+    # Hex or plain secret; empty means generated at first start and kept in the data dir.
+    token_secret: str = ""
+    token_cache_ttl_s: float = 10.0
+
+
+@dataclass(frozen=True)
+class LocalSettings:
+    # GET /tokens hands out the admin tokens: Tinybird Local behaviour, never for `serve`.
+    tokens_endpoint: bool = True
+    default_workspace: str = "Tinybird_Local_Testing"
+    user_email: str = "local@birdhouse.local"
+
+
+@dataclass(frozen=True)
+class CompatSettings:
+    # classic: /v0/events auto-creates missing data sources; forward: 404 (SPEC D4).
+    mode: str = "classic"
+
+
+@dataclass(frozen=True)
+class LimitsSettings:
+    max_datasources_per_workspace: int = 0
+    max_name_length: int = 255
+
+
+@dataclass(frozen=True)
+class SqlSettings:
+    max_execution_time_s: int = 30
+    max_result_bytes: int = 104857600
+    max_query_bytes: int = 262144
+
+
+@dataclass(frozen=True)
+class Settings:
+    server: ServerSettings = field(default_factory=ServerSettings)
+    storage: StorageSettings = field(default_factory=StorageSettings)
+    auth: AuthSettings = field(default_factory=AuthSettings)
+    local: LocalSettings = field(default_factory=LocalSettings)
+    compat: CompatSettings = field(default_factory=CompatSettings)
+    limits: LimitsSettings = field(default_factory=LimitsSettings)
+    sql: SqlSettings = field(default_factory=SqlSettings)
+
+    @property
+    def data_path(self) -> Path:
+        return Path(self.server.data_dir).resolve()
+
+    @property
+    def storage_dsn(self) -> str:
+        return self.storage.dsn or f"chdb://{self.data_path / 'chdb'}"
+
+    @property
+    def base_url(self) -> str:
+        if self.server.public_url:
+            return self.server.public_url.rstrip("/")
+        host = "127.0.0.1" if self.server.host in ("0.0.0.0", "::", "") else self.server.host  # noqa: S104
+        return f"http://{host}:{self.server.port}"
+
+
+class ConfigError(ValueError):
+    """A setting has an unknown key or a value of the wrong type."""
+
+
+def _coerce(value: Any, target: Any, key: str) -> Any:
+    kind = target if isinstance(target, type) else type(target)
+    if isinstance(value, str) and kind is not str:
+        text = value.strip()
+        if kind is bool:
+            if text.lower() in ("1", "true", "yes", "on"):
+                return True
+            if text.lower() in ("0", "false", "no", "off"):
+                return False
+            raise ConfigError(f"{key}: expected a boolean, got {value!r}")
+        try:
+            return kind(text)
+        except ValueError:
+            raise ConfigError(f"{key}: expected {kind.__name__}, got {value!r}") from None
+    if kind is float and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
+        raise ConfigError(f"{key}: expected {kind.__name__}, got {value!r}")
+    return value
+
+
+def _apply(settings: Settings, layer: Mapping[str, Mapping[str, Any]]) -> Settings:
+    sections: dict[str, Any] = {}
+    for section_name, values in layer.items():
+        section = getattr(settings, section_name, None)
+        if section is None or not dataclasses.is_dataclass(section):
+            raise ConfigError(f"unknown settings section {section_name!r}")
+        defaults = {f.name: getattr(section, f.name) for f in dataclasses.fields(section)}
+        changes = {}
+        for key, value in values.items():
+            if key not in defaults:
+                raise ConfigError(f"unknown setting {section_name}.{key}")
+            changes[key] = _coerce(value, defaults[key], f"{section_name}.{key}")
+        sections[section_name] = dataclasses.replace(section, **changes)  # type: ignore[type-var]
+    return dataclasses.replace(settings, **sections)
+
+
+def _env_layer(environ: Mapping[str, str]) -> dict[str, dict[str, str]]:
+    layer: dict[str, dict[str, str]] = {}
+    for name, value in environ.items():
+        if not name.startswith("BIRDHOUSE_") or "__" not in name:
+            continue
+        section, _, key = name.removeprefix("BIRDHOUSE_").lower().partition("__")
+        layer.setdefault(section, {})[key] = value
+    return layer
+
+
+def load_settings(
+    config_file: str | Path | None = None,
+    environ: Mapping[str, str] | None = None,
+    overrides: Mapping[str, Any] | None = None,
+) -> Settings:
+    """Build settings from the layers. ``overrides`` maps ``section.key`` to a
+    value (None values are skipped, so unset CLI flags fall through)."""
+    settings = Settings()
+    if config_file:
+        with open(config_file, "rb") as handle:
+            settings = _apply(settings, tomllib.load(handle))
+    settings = _apply(settings, _env_layer(os.environ if environ is None else environ))
+    flag_layer: dict[str, dict[str, Any]] = {}
+    for dotted, value in (overrides or {}).items():
+        if value is None:
+            continue
+        section, _, key = dotted.partition(".")
+        flag_layer.setdefault(section, {})[key] = value
+    return _apply(settings, flag_layer)
+
+
+def settings_to_dict(settings: Settings) -> dict[str, dict[str, Any]]:
+    """Flatten to ``{section: {key: value}}`` (used to hand settings to a server worker)."""
+    return {f.name: dataclasses.asdict(getattr(settings, f.name)) for f in dataclasses.fields(settings)}

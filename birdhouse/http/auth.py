@@ -1,0 +1,46 @@
+"""Token extraction and authentication for every route (SPEC §1.3).
+
+The ``token`` query parameter wins over ``Authorization: Bearer``: tb CLI 5
+puts ``token=`` in the query string of every call.
+"""
+
+from __future__ import annotations
+
+from starlette.requests import Request
+
+from birdhouse.catalog.access import AuthError, Principal
+from birdhouse.http.errors import ApiError
+from birdhouse.runtime import Runtime
+
+
+def presented_token(request: Request) -> str | None:
+    token = request.query_params.get("token")
+    if token is not None and token.strip():
+        return token.strip()
+    header = request.headers.get("authorization")
+    if header is None:
+        return None
+    scheme, _, value = header.strip().partition(" ")
+    if scheme.lower() != "bearer" or not value.strip():
+        return None
+    return value.strip()
+
+
+def runtime(request: Request) -> Runtime:
+    found: Runtime = request.app.state.runtime
+    return found
+
+
+def authenticate(request: Request) -> Principal:
+    token = presented_token(request)
+    if token is None:
+        raise AuthError("Invalid token")
+    return runtime(request).catalog.authenticate(token)
+
+
+def workspace_principal(request: Request) -> Principal:
+    """A principal that belongs to a workspace (not the user token)."""
+    principal = authenticate(request)
+    if principal.workspace is None:
+        raise ApiError(403, "This operation needs a workspace token, not a user token")
+    return principal

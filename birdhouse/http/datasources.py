@@ -1,0 +1,224 @@
+"""Data Sources API (SPEC §10.1): create, list, describe, truncate, drop."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import JSONResponse, PlainTextResponse, Response
+from starlette.routing import Route
+
+from birdhouse.catalog import datasources as ops
+from birdhouse.catalog.access import Principal
+from birdhouse.catalog.models import DataSource, Workspace
+from birdhouse.http.auth import runtime, workspace_principal
+from birdhouse.http.errors import ApiError
+from birdhouse.http.params import Params, read_params
+from birdhouse.schema.columns import Column, SchemaError, parse_schema
+from birdhouse.schema.datafile import render_datasource_file
+from birdhouse.schema.engine import EngineSpec, default_engine, engine_full
+
+# POST /v0/datasources parameter → EngineSpec field.
+ENGINE_PARAMS = {
+    "engine_sorting_key": "sorting_key",
+    "engine_partition_key": "partition_key",
+    "engine_primary_key": "primary_key",
+    "engine_ttl": "ttl",
+    "engine_ver": "ver",
+    "engine_sign": "sign",
+    "engine_version": "version",
+    "engine_settings": "settings",
+}
+
+
+def column_json(column: Column) -> dict[str, Any]:
+    return {
+        "name": column.name,
+        "normalized_name": column.name,
+        "type": column.type,
+        "nullable": column.nullable,
+        "default_value": f"{column.default_kind} {column.default_expr}" if column.default_kind else None,
+        "jsonpath": column.jsonpath or "",
+        "codec": column.codec,
+        "auto": False,
+    }
+
+
+def datasource_json(datasource: DataSource, stats: ops.TableStats | None = None) -> dict[str, Any]:
+    columns = [column_json(c) for c in datasource.columns]
+    engine = datasource.engine
+    stats = stats or ops.TableStats(0, 0)
+    return {
+        "id": datasource.id,
+        "name": datasource.name,
+        "type": datasource.type,
+        "created_at": datasource.created_at,
+        "updated_at": datasource.updated_at,
+        "description": datasource.description,
+        "engine": {
+            "engine": engine.engine,
+            "engine_full": engine_full(engine, datasource.columns),
+            "sorting_key": engine.sorting_key or "",
+            "partition_key": engine.partition_key or "",
+            "ttl": engine.ttl or "",
+        },
+        "engine_sorting_key": engine.sorting_key or "",
+        "engine_partition_key": engine.partition_key or "",
+        "schema": {"columns": columns, "sql_schema": ", ".join(c.schema_sql() for c in datasource.columns)},
+        "columns": columns,
+        "statistics": {"bytes": stats.bytes, "row_count": stats.row_count},
+        "tags": datasource.tags,
+        "used_by": [],
+        "headers": {},
+        "indexes": [{"expr": index} for index in datasource.indexes],
+        "shared_with": [],
+        "version": 0,
+        "replicated": False,
+        "cluster": None,
+        "project": None,
+        "new_columns_detected": {},
+        "errors_discarded_at": None,
+    }
+
+
+def _find(request: Request, principal: Principal, key: str) -> DataSource:
+    assert principal.workspace is not None
+    datasource = runtime(request).catalog.find_datasource(principal.workspace.id, key)
+    if datasource is None or not principal.sees(datasource.id):
+        raise ApiError(404, f"Data Source '{key}' not found")
+    return datasource
+
+
+async def _described(request: Request, workspace: Workspace, datasource: DataSource) -> dict[str, Any]:
+    stats = await run_in_threadpool(ops.table_stats, runtime(request).catalog, workspace, datasource.name)
+    return datasource_json(datasource, stats)
+
+
+async def list_datasources(request: Request) -> Response:
+    # Any valid token may list (never 403: tinybird-python-sdk exits on it).
+    principal = workspace_principal(request)
+    assert principal.workspace is not None
+    found = runtime(request).catalog.workspace_datasources(principal.workspace.id)
+    listed = [await _described(request, principal.workspace, d) for d in found if principal.sees(d.id)]
+    return JSONResponse({"datasources": listed})
+
+
+async def get_datasource(request: Request) -> Response:
+    principal = workspace_principal(request)
+    assert principal.workspace is not None
+    key: str = request.path_params["name"]
+    if key.endswith(".datasource"):
+        datasource = _find(request, principal, key.removesuffix(".datasource"))
+        text = render_datasource_file(
+            datasource.description, datasource.columns, datasource.engine, [], datasource.tags, datasource.indexes
+        )
+        return PlainTextResponse(text)
+    datasource = _find(request, principal, key)
+    return JSONResponse(await _described(request, principal.workspace, datasource))
+
+
+def engine_from_params(params: Params, columns: list[Column]) -> EngineSpec:
+    base = default_engine(columns)
+    engine = params.get("engine")
+    values: dict[str, Any] = {}
+    if engine:
+        values["engine"] = engine.strip()
+    for param, field in ENGINE_PARAMS.items():
+        value = params.get(param)
+        if value is not None and value.strip():
+            values[field] = value.strip()
+    if not values:
+        return base
+    if "sorting_key" not in values and "engine" not in values:
+        values.setdefault("sorting_key", base.sorting_key)
+    return EngineSpec(**values)
+
+
+async def create_datasource(request: Request) -> Response:
+    principal = workspace_principal(request)
+    assert principal.workspace is not None
+    if not principal.can_create():
+        raise ApiError(403, "Creating a Data Source needs a token with DATASOURCES:CREATE or ADMIN scope")
+    params = await read_params(request)
+    mode = (params.get("mode") or "create").strip().lower()
+    if mode != "create":
+        raise ApiError(400, f"mode={mode} is not supported by this endpoint yet; send events to /v0/events")
+    name = (params.get("name") or "").strip()
+    if not name:
+        raise ApiError(400, "Missing 'name' parameter")
+    schema = params.get("schema")
+    if not schema or not schema.strip():
+        raise ApiError(400, "Creating a Data Source needs a 'schema' (inference from data is not supported here)")
+    try:
+        columns = parse_schema(schema)
+        engine = engine_from_params(params, columns)
+    except (SchemaError, ValueError) as exc:
+        raise ApiError(400, str(exc)) from None
+    rt = runtime(request)
+    datasource = await run_in_threadpool(
+        lambda: ops.create_datasource(
+            rt.catalog,
+            principal.workspace,  # type: ignore[arg-type]
+            name,
+            columns,
+            engine,
+            description=params.get("description") or "",
+            tags=[t.strip() for t in (params.get("tags") or "").split(",") if t.strip()],
+            max_per_workspace=rt.settings.limits.max_datasources_per_workspace,
+        )
+    )
+    return JSONResponse({"datasource": datasource_json(datasource)})
+
+
+async def update_datasource(request: Request) -> Response:
+    principal = workspace_principal(request)
+    assert principal.workspace is not None
+    if not principal.can_create():
+        raise ApiError(403, "Changing a Data Source needs a token with DATASOURCES:CREATE or ADMIN scope")
+    datasource = _find(request, principal, request.path_params["name"])
+    params = await read_params(request)
+    changes: dict[str, object] = {}
+    if params.get("description") is not None:
+        changes["description"] = params.get("description")
+    if params.get("tags") is not None:
+        changes["tags"] = [t.strip() for t in (params.get("tags") or "").split(",") if t.strip()]
+    if params.get("name") not in (None, datasource.name):
+        raise ApiError(400, "Renaming a Data Source is not supported")
+    updated = await run_in_threadpool(ops.update_datasource, runtime(request).catalog, datasource, **changes)
+    return JSONResponse(await _described(request, principal.workspace, updated))
+
+
+async def truncate_datasource(request: Request) -> Response:
+    principal = workspace_principal(request)
+    assert principal.workspace is not None
+    if not principal.can_create():
+        raise ApiError(403, "Truncating a Data Source needs a token with DATASOURCES:CREATE or ADMIN scope")
+    key: str = request.path_params["name"]
+    base = key.removesuffix("_quarantine")
+    datasource = _find(request, principal, base)
+    table = datasource.quarantine_name if key != base else datasource.name
+    await run_in_threadpool(ops.truncate_table, runtime(request).catalog, principal.workspace, table)
+    return JSONResponse({})
+
+
+async def drop_datasource(request: Request) -> Response:
+    principal = workspace_principal(request)
+    assert principal.workspace is not None
+    datasource = _find(request, principal, request.path_params["name"])
+    if not principal.can_drop(datasource.id):
+        raise ApiError(403, "Dropping a Data Source needs a token with DATASOURCES:DROP or ADMIN scope")
+    await run_in_threadpool(ops.drop_datasource, runtime(request).catalog, principal.workspace, datasource)
+    return Response(status_code=204)
+
+
+routes = [
+    Route("/v0/datasources", list_datasources, methods=["GET"]),
+    Route("/v0/datasources/", list_datasources, methods=["GET"]),
+    Route("/v0/datasources", create_datasource, methods=["POST"]),
+    Route("/v0/datasources/", create_datasource, methods=["POST"]),
+    Route("/v0/datasources/{name}", get_datasource, methods=["GET"]),
+    Route("/v0/datasources/{name}", update_datasource, methods=["PUT"]),
+    Route("/v0/datasources/{name}", drop_datasource, methods=["DELETE"]),
+    Route("/v0/datasources/{name}/truncate", truncate_datasource, methods=["POST"]),
+]

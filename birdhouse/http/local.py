@@ -1,0 +1,127 @@
+"""Tinybird Local compatibility endpoints (SPEC §10.4) and health.
+
+The tb CLI and @tinybirdco/sdk detect a local server with ``GET /tokens`` and
+``GET /v0/health``; workspaces are managed with the user token.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import JSONResponse, PlainTextResponse, Response
+from starlette.routing import Route
+
+from birdhouse.backends import BackendError
+from birdhouse.catalog.access import Principal
+from birdhouse.catalog.models import Workspace
+from birdhouse.http.auth import authenticate, runtime
+from birdhouse.http.errors import ApiError
+
+log = logging.getLogger("birdhouse.http")
+
+# A stable organization id: clients only echo it back.
+ORGANIZATION_ID = str(uuid.uuid5(uuid.NAMESPACE_URL, "birdhouse-local-organization"))
+
+
+async def ping(request: Request) -> Response:
+    return PlainTextResponse("ok")
+
+
+async def health(request: Request) -> Response:
+    rt = runtime(request)
+    try:
+        await run_in_threadpool(rt.backend.query, "SELECT 1", "TSVRaw")
+    except BackendError as exc:
+        return JSONResponse({"status": "error", "error": exc.message}, status_code=503)
+    return JSONResponse({"status": "ok"})
+
+
+async def local_tokens(request: Request) -> Response:
+    rt = runtime(request)
+    if not rt.local or not rt.settings.local.tokens_endpoint:
+        raise ApiError(404, "Not found")
+    workspace = rt.default_workspace()
+    user = rt.catalog.user_token()
+    admin = rt.workspace_admin_token(workspace) if workspace else None
+    user_admin = rt.user_admin_token(workspace) if workspace else None
+    if user is None or admin is None or user_admin is None:
+        raise ApiError(503, "The default workspace is not ready")
+    return JSONResponse(
+        {"user_token": user.token, "admin_token": user_admin.token, "workspace_admin_token": admin.token}
+    )
+
+
+async def regions(request: Request) -> Response:
+    base = runtime(request).settings.base_url
+    return JSONResponse({"regions": [{"name": "local", "host": base, "api_host": base}]})
+
+
+def _user(request: Request) -> Principal:
+    """The user token, or a workspace admin token (SPEC §10.4: either lists)."""
+    principal = authenticate(request)
+    if not (principal.is_user or principal.is_admin):
+        raise ApiError(403, "This operation needs the user token or an admin token")
+    return principal
+
+
+def _workspace_json(request: Request, workspace: Workspace) -> dict[str, str]:
+    admin = runtime(request).workspace_admin_token(workspace)
+    return {"id": workspace.id, "name": workspace.name, "token": admin.token if admin else ""}
+
+
+async def list_workspaces(request: Request) -> Response:
+    principal = _user(request)
+    rt = runtime(request)
+    if principal.is_user:
+        workspaces = sorted(rt.catalog.workspaces.values(), key=lambda w: w.created_at)
+    else:
+        workspaces = [principal.workspace] if principal.workspace else []
+    return JSONResponse(
+        {"organization_id": ORGANIZATION_ID, "workspaces": [_workspace_json(request, w) for w in workspaces]}
+    )
+
+
+async def create_workspace(request: Request) -> Response:
+    principal = _user(request)
+    if not principal.is_user:
+        raise ApiError(403, "Creating a workspace needs the user token")
+    form = await request.form() if request.method == "POST" else {}
+    name = str(request.query_params.get("name") or form.get("name") or "").strip()
+    if not name:
+        raise ApiError(400, "Missing 'name' parameter")
+    rt = runtime(request)
+    workspace = await run_in_threadpool(
+        rt.catalog.create_workspace, name, principal.token.user_id, rt.settings.local.user_email
+    )
+    return JSONResponse(_workspace_json(request, workspace))
+
+
+async def delete_workspace(request: Request) -> Response:
+    principal = _user(request)
+    if not principal.is_user:
+        raise ApiError(403, "Deleting a workspace needs the user token")
+    rt = runtime(request)
+    workspace = rt.catalog.workspaces.get(request.path_params["workspace_id"])
+    if workspace is None:
+        workspace = rt.catalog.workspace_by_name(request.path_params["workspace_id"])
+    if workspace is None:
+        raise ApiError(404, f"Workspace '{request.path_params['workspace_id']}' not found")
+    await run_in_threadpool(rt.catalog.delete_workspace, workspace)
+    return JSONResponse({"id": workspace.id, "name": workspace.name})
+
+
+routes = [
+    Route("/ping", ping, methods=["GET"]),
+    Route("/v0/health", health, methods=["GET"]),
+    Route("/tokens", local_tokens, methods=["GET"]),
+    Route("/v0/regions", regions, methods=["GET"]),
+    Route("/v0/user/workspaces", list_workspaces, methods=["GET"]),
+    Route("/v1/user/workspaces", list_workspaces, methods=["GET"]),
+    Route("/v1/workspaces", create_workspace, methods=["POST"]),
+    Route("/v1/user/workspaces", create_workspace, methods=["POST"]),
+    Route("/v1/workspaces/{workspace_id}", delete_workspace, methods=["DELETE"]),
+    Route("/v0/workspaces/{workspace_id}", delete_workspace, methods=["DELETE"]),
+]

@@ -1,0 +1,65 @@
+"""Request parameters from the query string, a form body or a JSON body.
+
+Tinybird's clients send the same parameters in all three places (the tb CLI
+puts them in the query string, others post forms or JSON); the query string
+wins, as everywhere in the API (SPEC §1.2: first occurrence wins).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import msgspec
+from starlette.requests import Request
+
+from birdhouse.http.errors import ApiError
+
+
+class Params:
+    def __init__(self, query: dict[str, list[str]], body: dict[str, list[str]]) -> None:
+        self._query = query
+        self._body = body
+
+    def get(self, key: str, default: str | None = None) -> str | None:
+        values = self.getlist(key)
+        return values[0] if values else default
+
+    def getlist(self, key: str) -> list[str]:
+        return self._query.get(key) or self._body.get(key) or []
+
+    def flag(self, key: str) -> bool:
+        return (self.get(key) or "").strip().lower() == "true"
+
+
+def _listify(value: Any) -> list[str]:
+    if isinstance(value, list):
+        return [str(v) for v in value if v is not None]
+    if value is None:
+        return []
+    return [value if isinstance(value, str) else msgspec.json.encode(value).decode()]
+
+
+async def read_params(request: Request, max_body_bytes: int = 1 << 20) -> Params:
+    query: dict[str, list[str]] = {}
+    for key, value in request.query_params.multi_items():
+        query.setdefault(key, []).append(value)
+    body: dict[str, list[str]] = {}
+    content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if content_type in ("application/x-www-form-urlencoded", "multipart/form-data"):
+        form = await request.form()
+        for key, value in form.multi_items():
+            if isinstance(value, str):
+                body.setdefault(key, []).append(value)
+    elif content_type == "application/json":
+        raw = await request.body()
+        if len(raw) > max_body_bytes:
+            raise ApiError(413, f"Request body exceeds {max_body_bytes} bytes")
+        if raw.strip():
+            try:
+                decoded = msgspec.json.decode(raw)
+            except msgspec.DecodeError as exc:
+                raise ApiError(400, f"Invalid JSON body: {exc}") from None
+            if not isinstance(decoded, dict):
+                raise ApiError(400, "The JSON body must be an object")
+            body = {key: _listify(value) for key, value in decoded.items()}
+    return Params(query, body)

@@ -1,0 +1,111 @@
+"""Running a guarded read-only query for a principal (``/v0/sql``).
+
+The guard (:mod:`birdhouse.query.guard`) decides *what* may run; this module
+decides *how*: engine-side read-only mode and limits that a query cannot lift
+(its SETTINGS clauses are refused by the guard), and the response format.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from birdhouse.backends import Backend, BackendError
+from birdhouse.catalog.access import Principal
+from birdhouse.catalog.catalog import Catalog
+from birdhouse.config import SqlSettings
+from birdhouse.query.guard import SqlRefused, guard_query
+
+# Engine error codes that mean "the query took too long" (→ 408).
+TIMEOUT_CODES = frozenset({159, 160})
+
+# Settings a caller may pass as URL parameters (SPEC §10.2); nothing else.
+PASSTHROUGH_SETTINGS = (
+    "output_format_json_quote_64bit_integers",
+    "output_format_json_quote_denormals",
+    "output_format_parquet_string_as_string",
+)
+
+CONTENT_TYPES = {
+    "JSON": "application/json",
+    "JSONCompact": "application/json",
+    "JSONStrings": "application/json",
+    "JSONEachRow": "application/x-ndjson",
+    "JSONCompactEachRow": "application/x-ndjson",
+    "CSV": "text/csv",
+    "CSVWithNames": "text/csv",
+    "Parquet": "application/octet-stream",
+    "Arrow": "application/octet-stream",
+}
+
+
+def content_type(fmt: str) -> str:
+    # tb CLI compares text/plain for equality: no charset parameter (SPEC §10.2).
+    return CONTENT_TYPES.get(fmt, "text/plain")
+
+
+@dataclass(frozen=True)
+class QueryOutput:
+    body: bytes
+    content_type: str
+
+
+class QueryFailed(Exception):
+    def __init__(self, message: str, status: int, code: int | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.status = status
+        self.code = code
+
+
+def run_sql(
+    backend: Backend,
+    catalog: Catalog,
+    principal: Principal,
+    sql: str,
+    limits: SqlSettings,
+    passthrough: Mapping[str, str] | None = None,
+) -> QueryOutput:
+    workspace = principal.workspace
+    assert workspace is not None
+    if len(sql.encode()) > limits.max_query_bytes:
+        raise QueryFailed(f"The query is longer than {limits.max_query_bytes} bytes", 400)
+    tables: dict[str, str] = {}
+    for datasource in catalog.workspace_datasources(workspace.id):
+        tables[datasource.name] = datasource.id
+        tables[datasource.quarantine_name] = datasource.id
+
+    def readable(name: str) -> bool:
+        ds_id = tables.get(name)
+        return ds_id is not None and principal.can_read(ds_id)
+
+    def explain(text: str) -> str:
+        return backend.query("EXPLAIN AST " + text, "TSVRaw").body.decode()
+
+    try:
+        guarded = guard_query(
+            sql, database=workspace.database, known_tables=tables.keys(), readable=readable, explain_ast=explain
+        )
+    except SqlRefused as exc:
+        raise QueryFailed(exc.message, exc.status) from None
+    for name in guarded.tables:
+        ds_id = tables.get(name)
+        if ds_id is not None and principal.read_filter(ds_id) is not None:
+            raise QueryFailed(
+                f"This token reads '{name}' through a row filter, which /v0/sql does not apply yet", 403
+            )
+    settings: dict[str, str | int] = {
+        "readonly": 1,
+        "max_execution_time": limits.max_execution_time_s,
+        "max_result_bytes": limits.max_result_bytes,
+        "result_overflow_mode": "throw",
+    }
+    for key in PASSTHROUGH_SETTINGS:
+        if passthrough and key in passthrough:
+            settings[key] = passthrough[key]
+    try:
+        result = backend.query(guarded.sql, guarded.format, settings=settings)
+    except BackendError as exc:
+        status = 408 if exc.code in TIMEOUT_CODES else 400
+        raise QueryFailed(exc.message, status, exc.code) from None
+    return QueryOutput(result.body, content_type(guarded.format))

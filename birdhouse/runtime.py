@@ -1,0 +1,96 @@
+"""What a running node holds: settings, the backend, the catalog.
+
+``open_runtime`` is the start-up sequence (open storage, load the catalog,
+create the default workspace on first start); ``Runtime.close`` undoes it.
+Routes reach the runtime through ``request.app.state.runtime``.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import dataclass, field
+from typing import Any
+
+from birdhouse.backends import Backend, open_backend
+from birdhouse.catalog.catalog import Catalog
+from birdhouse.catalog.models import Token, Workspace, new_uuid
+from birdhouse.catalog.secret import load_or_create_secret
+from birdhouse.catalog.tokens import USER, Scope
+from birdhouse.config import Settings
+
+log = logging.getLogger("birdhouse")
+
+ADMIN_TOKEN_FILE = "admin_token"
+
+
+@dataclass
+class Runtime:
+    settings: Settings
+    backend: Backend
+    catalog: Catalog
+    # `birdhouse local` serves GET /tokens; `birdhouse serve` never does.
+    local: bool
+    extras: dict[str, Any] = field(default_factory=dict)
+
+    def close(self) -> None:
+        self.backend.close()
+
+    # Local-compatibility helpers (SPEC §10.4) --------------------------------
+
+    def default_workspace(self) -> Workspace | None:
+        return self.catalog.workspace_by_name(self.settings.local.default_workspace)
+
+    def workspace_admin_token(self, workspace: Workspace) -> Token | None:
+        return self.catalog.find_token(workspace.id, "Workspace admin token")
+
+    def user_admin_token(self, workspace: Workspace) -> Token | None:
+        return self.catalog.find_token(workspace.id, f"admin {self.settings.local.user_email}")
+
+
+def _ensure_user_token(catalog: Catalog, pinned: str) -> Token:
+    token = catalog.user_token()
+    if token is None:
+        token = catalog.mint(None, "user token", [Scope(USER)], user_id=new_uuid(), pinned=pinned)
+    elif pinned and token.token != pinned:
+        token.token = pinned
+        catalog.save_token(token)
+    return token
+
+
+def _bootstrap(runtime: Runtime) -> None:
+    settings, catalog = runtime.settings, runtime.catalog
+    user = _ensure_user_token(catalog, os.environ.get("TB_LOCAL_USER_TOKEN", ""))
+    workspace = runtime.default_workspace()
+    first_start = workspace is None
+    if workspace is None:
+        workspace = catalog.create_workspace(
+            settings.local.default_workspace, user.user_id, settings.local.user_email
+        )
+    admin = runtime.workspace_admin_token(workspace)
+    pinned = os.environ.get("TB_LOCAL_WORKSPACE_TOKEN", "")
+    if admin is not None and pinned and admin.token != pinned:
+        admin.token = pinned
+        catalog.save_token(admin)
+    if first_start and not runtime.local and admin is not None:
+        # `serve` never hands tokens out over HTTP; the operator reads this file once.
+        path = settings.data_path / ADMIN_TOKEN_FILE
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as handle:
+            handle.write(admin.token + "\n")
+        log.warning("first start: the workspace admin token is in %s (mode 0600)", path)
+
+
+def open_runtime(settings: Settings, local: bool) -> Runtime:
+    settings.data_path.mkdir(parents=True, exist_ok=True)
+    backend = open_backend(settings.storage_dsn)
+    try:
+        secret = load_or_create_secret(settings.data_path, settings.auth.token_secret)
+        catalog = Catalog(backend, secret, settings.server.region, settings.storage.catalog_database)
+        catalog.open()
+        runtime = Runtime(settings=settings, backend=backend, catalog=catalog, local=local)
+        _bootstrap(runtime)
+    except BaseException:
+        backend.close()
+        raise
+    return runtime
