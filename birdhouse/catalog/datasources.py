@@ -69,15 +69,27 @@ def create_datasource(
             raise CatalogError(f"Data Source limit reached ({max_per_workspace})")
         main_ref = table_ref(workspace, name)
         quarantine_ref = table_ref(workspace, f"{name}_quarantine")
+        try:
+            # Render both statements before running either: a bad expression
+            # is refused here and nothing reaches the engine.
+            statements = [
+                (main_ref, _create_table_sql(main_ref, columns, _with_dedup_window(engine))),
+                (
+                    quarantine_ref,
+                    _create_table_sql(
+                        quarantine_ref,
+                        quarantine_columns(list(columns)),
+                        _with_dedup_window(quarantine_engine(list(columns))),
+                    ),
+                ),
+            ]
+        except ValueError as exc:
+            raise CatalogError(str(exc)) from None
         created: list[str] = []
         try:
-            catalog.backend.command(_create_table_sql(main_ref, columns, _with_dedup_window(engine)))
-            created.append(main_ref)
-            q_columns = quarantine_columns(list(columns))
-            catalog.backend.command(
-                _create_table_sql(quarantine_ref, q_columns, _with_dedup_window(quarantine_engine(list(columns))))
-            )
-            created.append(quarantine_ref)
+            for ref, statement in statements:
+                catalog.backend.command(statement)
+                created.append(ref)
         except BackendError as exc:
             for ref in created:
                 catalog.backend.command(f"DROP TABLE IF EXISTS {ref}")

@@ -81,6 +81,8 @@ def tokenize(text: str) -> list[Token]:
     while pos < end:
         m = _TOKEN_RE.match(text, pos)
         if m is None or m.lastgroup is None:
+            if text[pos] in "'`\"":
+                raise SqlTextError(f"Invalid SQL expression: unterminated quote at position {pos}")
             raise SqlTextError(
                 f"Invalid SQL expression: unexpected character {text[pos]!r} at position {pos}"
             )
@@ -93,8 +95,10 @@ def tokenize(text: str) -> list[Token]:
     return tokens
 
 
-def _unterminated(text: str, pos: int) -> SqlTextError:
-    return SqlTextError(f"Invalid SQL expression: unterminated quote at position {pos}")
+def _is_query_parameter(tokens: list[Token], i: int) -> bool:
+    # `{name:Type}` is a query parameter: its value would come from outside the DDL.
+    nxt = tokens[i + 1 : i + 3]
+    return len(nxt) == 2 and nxt[0].kind == "ident" and nxt[1].text == ":"
 
 
 def check_expression(text: str, *, allow: Iterable[str] = (), allow_comma: bool = False) -> str:
@@ -112,15 +116,7 @@ def check_expression(text: str, *, allow: Iterable[str] = (), allow_comma: bool 
         raise SqlTextError(f"Invalid SQL expression: longer than {MAX_EXPRESSION_LENGTH} characters")
     if "\x00" in stripped:
         raise SqlTextError("Invalid SQL expression: it contains a NUL character")
-    try:
-        tokens = tokenize(stripped)
-    except SqlTextError:
-        # A stray quote makes the regex fall through to "unexpected character";
-        # say what actually happened.
-        for quote in "'`\"":
-            if stripped.count(quote) % 2:
-                raise _unterminated(stripped, stripped.rfind(quote)) from None
-        raise
+    tokens = tokenize(stripped)
     allowed = {word.upper() for word in allow}
     stack: list[str] = []
     for i, tok in enumerate(tokens):
@@ -130,6 +126,8 @@ def check_expression(text: str, *, allow: Iterable[str] = (), allow_comma: bool 
             raise SqlTextError("Invalid SQL expression: comments are not allowed")
         if tok.kind == "punct" and tok.text == "," and not stack and not allow_comma:
             raise SqlTextError("Invalid SQL expression: a top-level ',' is not allowed here")
+        if tok.text == "{" and _is_query_parameter(tokens, i):
+            raise SqlTextError("Invalid SQL expression: query parameters are not allowed")
         if tok.kind == "punct" and tok.text in "([{":
             stack.append(tok.text)
         elif tok.kind == "punct" and tok.text in _CLOSERS:

@@ -133,6 +133,12 @@ class _Parser:
     def fail(self, what: str) -> TypeParseError:
         return TypeParseError(f"Invalid type {self.text.strip()[:200]!r}: {what} at position {self.pos}")
 
+    def stuck(self) -> TypeParseError:
+        rest = self.text[self.pos :].strip()
+        if rest.startswith("'"):
+            return self.fail("unterminated string literal")
+        return self.fail(f"unexpected character {rest[0]!r}" if rest else "unexpected end")
+
     def peek(self) -> tuple[str, str] | None:
         m = _TOKEN_RE.match(self.text, self.pos)
         if m is None or m.lastgroup is None:
@@ -142,7 +148,7 @@ class _Parser:
     def take(self) -> tuple[str, str]:
         m = _TOKEN_RE.match(self.text, self.pos)
         if m is None or m.lastgroup is None:
-            raise self.fail("unexpected character" if self.text[self.pos :].strip() else "unexpected end")
+            raise self.stuck()
         self.pos = m.end()
         return m.lastgroup, m.group(m.lastgroup)
 
@@ -175,7 +181,7 @@ class _Parser:
     def parse_arg(self, args: list[ChType | str | int], depth: int) -> None:
         nxt = self.peek()
         if nxt is None:
-            raise self.fail("unexpected end")
+            raise self.stuck()
         kind, value = nxt
         if kind == "int":
             self.take()
