@@ -61,6 +61,17 @@ class CompatSettings:
 
 
 @dataclass(frozen=True)
+class EventsSettings:
+    max_request_bytes: int = 104857600
+    max_decompressed_bytes: int = 1073741824
+    # Comma-separated origins; "*" allows any (flock.js runs in browsers).
+    cors_allow_origins: str = "*"
+    retry_after_503_s: int = 1
+    wait_timeout_ms: int = 10000
+    expand_json_array_lines: bool = False
+
+
+@dataclass(frozen=True)
 class LimitsSettings:
     max_datasources_per_workspace: int = 0
     max_name_length: int = 255
@@ -80,6 +91,7 @@ class Settings:
     auth: AuthSettings = field(default_factory=AuthSettings)
     local: LocalSettings = field(default_factory=LocalSettings)
     compat: CompatSettings = field(default_factory=CompatSettings)
+    events: EventsSettings = field(default_factory=EventsSettings)
     limits: LimitsSettings = field(default_factory=LimitsSettings)
     sql: SqlSettings = field(default_factory=SqlSettings)
 

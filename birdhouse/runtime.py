@@ -18,6 +18,7 @@ from birdhouse.catalog.models import Token, Workspace, new_uuid
 from birdhouse.catalog.secret import load_or_create_secret
 from birdhouse.catalog.tokens import USER, Scope
 from birdhouse.config import Settings
+from birdhouse.pipeline.ingest import Ingestor
 
 log = logging.getLogger("birdhouse")
 
@@ -31,6 +32,7 @@ class Runtime:
     catalog: Catalog
     # `birdhouse local` serves GET /tokens; `birdhouse serve` never does.
     local: bool
+    ingestor: Ingestor
     extras: dict[str, Any] = field(default_factory=dict)
 
     def close(self) -> None:
@@ -88,7 +90,9 @@ def open_runtime(settings: Settings, local: bool) -> Runtime:
         secret = load_or_create_secret(settings.data_path, settings.auth.token_secret)
         catalog = Catalog(backend, secret, settings.server.region, settings.storage.catalog_database)
         catalog.open()
-        runtime = Runtime(settings=settings, backend=backend, catalog=catalog, local=local)
+        runtime = Runtime(
+            settings=settings, backend=backend, catalog=catalog, local=local, ingestor=Ingestor(backend)
+        )
         _bootstrap(runtime)
     except BaseException:
         backend.close()

@@ -86,7 +86,17 @@ class ChdbBackend:
         )
 
     def command(self, sql: str, settings: Mapping[str, str | int] | None = None) -> None:
-        self.query(sql, "TSVRaw", settings=settings)
+        # A trailing SETTINGS clause on DDL would be read as *table* settings,
+        # so statement settings go in as session SETs first. They stay set in
+        # the embedded session; only permissive-DDL flags are passed here.
+        with self._lock:
+            for key, value in (settings or {}).items():
+                clause = _settings_clause({key: value}).removeprefix(" SETTINGS ")
+                try:
+                    self._session.query(f"SET {clause}", "TSVRaw")
+                except Exception as exc:
+                    raise _error(exc) from exc
+        self.query(sql, "TSVRaw")
 
     def insert(
         self,

@@ -19,6 +19,7 @@ from birdhouse.catalog.models import DataSource, Workspace, new_datasource_id, u
 from birdhouse.schema.columns import Column
 from birdhouse.schema.engine import EngineSpec, engine_sql, quarantine_columns, quarantine_engine
 from birdhouse.schema.names import InvalidName, validate_datasource_name
+from birdhouse.schema.types import REQUIRED_CREATE_SETTINGS
 
 # Replaying a WAL segment must be a no-op (DESIGN invariant 3): plain
 # MergeTree keeps no insert-dedup window unless told to.
@@ -88,7 +89,9 @@ def create_datasource(
         created: list[str] = []
         try:
             for ref, statement in statements:
-                catalog.backend.command(statement)
+                # LowCardinality over numbers/dates and wide FixedString are
+                # valid Tinybird types the engine calls "suspicious" by default.
+                catalog.backend.command(statement, settings=REQUIRED_CREATE_SETTINGS)
                 created.append(ref)
         except BackendError as exc:
             for ref in created:

@@ -93,7 +93,7 @@ def split_schema(text: str) -> list[str]:
     """Split at top-level commas and newlines, dropping ``--`` comments and blank pieces.
 
     Brackets, quotes and backticks protect what they enclose, so ``Map(String, String)``,
-    ``DEFAULT ','`` and ``\u0060json:$.['a,b']\u0060`` stay in one piece.
+    ``DEFAULT ','`` and ``json:$.['a,b']`` annotations stay in one piece.
     """
     pieces: list[str] = []
     buf: list[str] = []
@@ -251,6 +251,8 @@ def validate_column(column: Column, *, check_types: bool = True) -> Column:
         raise _fail(column.name, exc) from None
     if column.default_kind is not None and column.default_kind not in DEFAULT_KINDS:
         raise _fail(name, f"unknown default kind {column.default_kind[:50]!r}")
+    if column.default_kind is None and column.default_expr is not None:
+        raise _fail(name, "default_expr given without default_kind")
     return _validated(name, ch_type, column.jsonpath, column.default_kind, column.default_expr, column.codec)
 
 

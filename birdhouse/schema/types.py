@@ -14,6 +14,7 @@ import re
 from dataclasses import dataclass
 
 __all__ = [
+    "REQUIRED_CREATE_SETTINGS",
     "ChType",
     "TypeParseError",
     "UnsupportedType",
@@ -47,8 +48,7 @@ class ChType:
         if not self.args:
             return self.name
         parts: list[str] = []
-        args = self.args
-        i = 0
+        args, i = self.args, 0
         while i < len(args):
             arg = args[i]
             if isinstance(arg, ChType):
@@ -72,10 +72,8 @@ class ChType:
     @property
     def is_nullable(self) -> bool:
         """True for ``Nullable(T)`` and ``LowCardinality(Nullable(T))``."""
-        node = self
-        if node.name == "LowCardinality" and node.args and isinstance(node.args[0], ChType):
-            node = node.args[0]
-        return node.name == "Nullable"
+        lc = self.name == "LowCardinality" and self.args and isinstance(self.args[0], ChType)
+        return (self.inner if lc else self).name == "Nullable"
 
     @property
     def inner(self) -> ChType:
@@ -97,6 +95,14 @@ def _quote(value: str) -> str:
     return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
 
 
+# check_ingestible admits what SPEC §4.2 admits; the engine, by default, refuses two of
+# those (LowCardinality over numbers/dates, FixedString(N > 256)) as "suspicious".
+# Backends apply these query settings to CREATE TABLE so both agree.
+REQUIRED_CREATE_SETTINGS: dict[str, int] = {
+    "allow_suspicious_low_cardinality_types": 1,
+    "allow_suspicious_fixed_string_types": 1,
+}
+
 # SQL-standard spellings ClickHouse accepts case-insensitively; we store the canonical name.
 _ALIASES = {
     "bool": "Bool", "boolean": "Bool", "tinyint": "Int8", "smallint": "Int16", "int": "Int32",
@@ -106,14 +112,10 @@ _ALIASES = {
     "decimal": "Decimal", "numeric": "Decimal", "json": "JSON",
 }  # fmt: skip
 
-_TOKEN_RE = re.compile(
-    r"\s*(?:(?P<ident>[A-Za-z_][A-Za-z0-9_]*)|(?P<int>-?[0-9]+)|(?P<str>'(?:[^'\\]|\\.|'')*')|(?P<punct>[(),=]))"
-)
-
-
 _INTS = {f"{sign}Int{bits}": bits for sign in ("", "U") for bits in (8, 16, 32, 64, 128, 256)}
 _DECIMAL_MAX_P = {"Decimal32": 9, "Decimal64": 18, "Decimal128": 38, "Decimal256": 76}
 _DATES = frozenset({"Date", "Date32", "DateTime", "DateTime64"})
+_LC_DATES = ("Date", "Date32", "DateTime")
 _PLAIN = frozenset({*_INTS, "Float32", "Float64", "String", "UUID", "Date", "Date32", "Bool", "JSON"})
 _CANONICAL = frozenset({*_PLAIN, *_DATES, *_DECIMAL_MAX_P, "Decimal", "FixedString", "Array", "Map",
                         "Nullable", "LowCardinality"})  # fmt: skip
@@ -290,6 +292,8 @@ def _check_tz(t: ChType, args: tuple[ChType | str | int, ...]) -> None:
 
 
 def _low_cardinality_ok(inner: ChType) -> bool:
+    # Numbers and dates are valid, but the engine refuses them unless the session sets
+    # allow_suspicious_low_cardinality_types=1 (backends must). DateTime64 it never accepts.
     if inner.name == "Nullable" and inner.args and isinstance(inner.args[0], ChType):
         inner = inner.args[0]
-    return inner.name in _INTS or inner.name in ("String", "FixedString", "Float32", "Float64", *_DATES)
+    return inner.name in _INTS or inner.name in ("String", "FixedString", "Float32", "Float64", *_LC_DATES)

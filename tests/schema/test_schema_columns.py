@@ -165,7 +165,8 @@ def test_schema_errors(text: str, message: str) -> None:
 
 def test_json_typed_rule_accepts_defaults_and_nullables() -> None:
     cols = parse_schema(
-        "a Int32 `json:$.a`, b Nullable(Int32), c Int32 DEFAULT 0, d Int32 MATERIALIZED a + 1, e Int32 ALIAS a"
+        "a Int32 `json:$.a`, b Nullable(Int32), c Int32 DEFAULT 0, d Int32 MATERIALIZED a + 1,"
+        " e Int32 ALIAS a"
     )
     assert [c.jsonpath for c in cols] == ["$.a", None, None, None, None]
 
@@ -183,6 +184,8 @@ def test_validate_column_rechecks_direct_construction() -> None:
         validate_column(Column("a;b", "Int8"))
     with pytest.raises(SchemaError, match="unknown default kind 'EPHEMERAL'"):
         validate_column(Column("a", "Int8", default_kind="EPHEMERAL", default_expr="1"))
+    with pytest.raises(SchemaError, match="default_expr given without default_kind"):
+        validate_column(Column("a", "Int8", default_expr="1"))
     with pytest.raises(SchemaError, match="a top-level ',' is not allowed"):
         validate_column(Column("a", "Int8", default_kind="DEFAULT", default_expr="1, evil String"))
     with pytest.raises(SchemaError, match="Duplicated column name 'a'"):

@@ -104,7 +104,8 @@ def test_parse_type_prefix_stops_after_the_type() -> None:
     [
         "Int8", "Int256", "UInt8", "UInt256", "Float32", "Float64", "Decimal(76, 76)", "Decimal(1)",
         "Decimal32(9)", "Decimal256(0)", "String", "FixedString(1)", "UUID", "Date", "Date32", "DateTime",
-        "DateTime('UTC')", "DateTime64(0)", "DateTime64(9, 'America/New_York')", "Bool", "Array(Array(String))",
+        "DateTime('UTC')", "DateTime64(0)", "DateTime64(9, 'America/New_York')", "Bool",
+        "Array(Array(String))",
         "Map(String, Array(Nullable(Int32)))", "Map(LowCardinality(String), String)", "Map(UInt64, Bool)",
         "LowCardinality(String)", "LowCardinality(Nullable(String))", "LowCardinality(UInt64)",
         "LowCardinality(FixedString(2))", "Nullable(DateTime64(3))", "JSON", "Array(Nullable(Float32))",
@@ -141,6 +142,7 @@ def test_ingestible_types(text: str) -> None:
         ("Nullable(Int8, Int8)", "Nullable needs exactly one type argument"),
         ("LowCardinality(Array(String))", "LowCardinality only wraps"),
         ("LowCardinality(UUID)", "LowCardinality only wraps"),
+        ("LowCardinality(DateTime64(3))", "LowCardinality only wraps"),
         ("Map(Float64, String)", "Float64 cannot be a Map key"),
         ("Map(Nullable(String), String)", "Nullable(String) cannot be a Map key"),
         ("Map(Array(String), String)", "Array(String) cannot be a Map key"),

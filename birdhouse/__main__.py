@@ -1,0 +1,3 @@
+from birdhouse.cli import main
+
+main()

@@ -1,0 +1,292 @@
+"""NDJSON body → landing rows + quarantine rows (SPEC §1.5, §4.3–4.4, §5, §6).
+
+A :class:`Converter` is compiled once per data source schema: every column gets
+its parsed json path, its §4.4 missing/null policy and a type converter from
+``values``. ``convert`` then does, per line, one ``msgspec`` decode, one path
+lookup and one converter call per column, and encodes good rows as JSONEachRow
+for ``INSERT INTO t (columns) FORMAT JSONEachRow``. A row leaves out the keys
+whose DEFAULT the engine must evaluate (``input_format_defaults_for_omitted_fields``
+is on by default), so DEFAULT expressions are never re-implemented here.
+
+Numbers are decoded with ``float_hook=Decimal``: integers stay exact Python ints
+of any size and every other number keeps its source digits, so Decimal and
+DateTime64 columns never see a float round trip.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from decimal import Decimal
+from typing import Any, Final
+
+import msgspec
+
+from birdhouse.schema.columns import Column
+from birdhouse.schema.jsonpath import ARRAY_MAP, MISSING, JsonPath, parse_jsonpath
+from birdhouse.schema.values import (
+    ConversionError,
+    MessageContext,
+    ValueConverter,
+    compile_converter,
+    value_text,
+)
+
+__all__ = ["MAX_DETAILS", "Converted", "Converter", "line_error_message"]
+
+MAX_DETAILS: Final = 100
+_BOM: Final = b"\xef\xbb\xbf"
+_JSON_WS: Final = b" \t\r"
+_LINE_TEXT_MAX: Final = 1024
+
+
+@dataclass
+class Converted:
+    """The outcome of one body: bytes ready for the landing and quarantine tables."""
+
+    rows: bytes
+    quarantine: bytes
+    successful_rows: int
+    quarantined_rows: int
+    details: list[dict[str, Any]] = field(default_factory=list)
+    columns: tuple[str, ...] = ()
+
+
+class _Absent(enum.Enum):
+    OMIT = "omit"  # leave the key out: the engine evaluates DEFAULT
+    NULL = "null"
+    EMPTY = "empty"  # explicit null into an Array without DEFAULT → []
+    M1 = "m1"
+    M2 = "m2"
+
+
+@dataclass(frozen=True)
+class _Plan:
+    name: str
+    path: JsonPath
+    convert: ValueConverter
+    on_missing: _Absent
+    on_null: _Absent
+    ctx: MessageContext
+    root: bool  # `$`: the raw line (String) or the object itself (JSON)
+    root_object: bool
+
+
+def _plan(column: Column, lenient: bool) -> _Plan:
+    assert column.jsonpath is not None
+    path = parse_jsonpath(column.jsonpath)
+    ch_type = column.ch_type
+    ctx = MessageContext(column.name, column.jsonpath)
+    has_default = column.default_kind == "DEFAULT"
+    nullable = ch_type.is_nullable
+    cut = path.array_index if path.array_index is not None else len(path.steps)
+    top_level = cut == 1 and path.steps[0] is not ARRAY_MAP
+    if has_default:
+        on_missing = _Absent.OMIT
+    elif nullable:
+        on_missing = _Absent.NULL
+    else:
+        on_missing = _Absent.M1 if top_level else _Absent.M2
+    if nullable:
+        on_null = _Absent.NULL
+    elif has_default:
+        on_null = _Absent.OMIT
+    else:
+        on_null = _Absent.EMPTY if ch_type.name == "Array" else _Absent.M2
+    return _Plan(
+        name=column.name,
+        path=path,
+        convert=compile_converter(ch_type, ctx, lenient=lenient, type_text=column.type),
+        on_missing=on_missing,
+        on_null=on_null,
+        ctx=ctx,
+        root=path.is_root,
+        root_object=path.is_root and ch_type.unwrap().name == "JSON",
+    )
+
+
+def line_error_message(line: bytes) -> str:
+    """M7 for a line that is not valid JSON (shown as received, cut at 1024 characters)."""
+    text = line.decode("utf-8", "replace")
+    if len(text) > _LINE_TEXT_MAX:
+        text = text[:_LINE_TEXT_MAX] + "…"
+    return f"Line is not a valid JSON: '{text}'"
+
+
+_ROOT_TYPES = {str: "string", int: "number", Decimal: "number", bool: "boolean", type(None): "null"}
+
+
+def _root_message(value: Any) -> str:
+    """M8 for valid JSON that is not an object."""
+    kind = "list" if type(value) is list else _ROOT_TYPES.get(type(value), "null")
+    return f"JSON root must be an object, but it was a {kind}"
+
+
+class Converter:
+    """Compiled conversion for one data source schema; reuse it for every request.
+
+    ``lenient`` is ``types.coercion=lenient`` (§5); ``expand_json_array_lines`` is
+    ``events.expand_json_array_lines`` (§1.5).
+    """
+
+    def __init__(
+        self, columns: Sequence[Column], *, lenient: bool = False, expand_json_array_lines: bool = False
+    ) -> None:
+        self._plans = [_plan(c, lenient) for c in columns if c.jsonpath is not None and c.stored]
+        self.columns: tuple[str, ...] = tuple(p.name for p in self._plans)
+        by_name = {p.name: p for p in self._plans}
+        # Quarantine rows carry every stored column (§6), NULL for those without a path.
+        self._quarantine_columns = [(c.name, by_name.get(c.name)) for c in columns if c.stored]
+        self._expand = expand_json_array_lines
+        self._decoder = msgspec.json.Decoder(float_hook=Decimal)
+        self._encoder = msgspec.json.Encoder(decimal_format="number")
+
+    def convert(self, body: bytes, *, details: bool = False) -> Converted:
+        if body.startswith(_BOM):
+            body = body[len(_BOM) :]
+        good: list[tuple[int, dict[str, Any]]] = []
+        bad: list[dict[str, Any]] = []
+        notes: list[dict[str, Any]] = []
+        decode = self._decoder.decode
+        for lineno, line in enumerate(body.split(b"\n"), 1):
+            if not line.strip(_JSON_WS):
+                continue
+            try:
+                obj = decode(line)
+            except (msgspec.ValidationError, RecursionError) as exc:
+                # Valid JSON that Python cannot hold: 4,300+ digit integers, extreme nesting.
+                self._line_error(bad, notes, lineno, f"Unknown error when parsing NDJSON: {exc}", details)
+                continue
+            except (msgspec.DecodeError, UnicodeDecodeError):
+                self._line_error(bad, notes, lineno, line_error_message(line.rstrip(b"\r")), details)
+                continue
+            if type(obj) is dict:
+                self._row(obj, line, lineno, good, bad, notes, details)
+            elif self._expand and type(obj) is list and obj and all(type(o) is dict for o in obj):
+                for item in obj:
+                    raw = self._encoder.encode(item)
+                    self._row(item, raw, lineno, good, bad, notes, details)
+            else:
+                self._line_error(bad, notes, lineno, _root_message(obj), details)
+        rows, moved = self._encode(good)
+        for lineno_row in moved:
+            bad.append(lineno_row)
+        return Converted(
+            rows=rows,
+            quarantine=self._encode_quarantine(bad),
+            successful_rows=len(good) - len(moved),
+            quarantined_rows=len(bad),
+            details=notes,
+            columns=self.columns,
+        )
+
+    def _row(
+        self,
+        obj: dict[str, Any],
+        line: bytes,
+        lineno: int,
+        good: list[tuple[int, dict[str, Any]]],
+        bad: list[dict[str, Any]],
+        notes: list[dict[str, Any]],
+        details: bool,
+    ) -> None:
+        out: dict[str, Any] = {}
+        failed: list[str] | None = None
+        errors: list[str] = []
+        raw: str | None = None
+        for plan in self._plans:
+            if plan.root:
+                if plan.root_object:
+                    value: Any = obj
+                else:
+                    if raw is None:
+                        raw = line.rstrip(b"\r").decode()
+                    value = raw
+            else:
+                value = plan.path.extract(obj)
+            if value is MISSING or value is None:
+                action = plan.on_missing if value is MISSING else plan.on_null
+                if action is _Absent.OMIT:
+                    continue
+                if action is _Absent.NULL:
+                    out[plan.name] = None
+                    continue
+                if action is _Absent.EMPTY:
+                    out[plan.name] = []
+                    continue
+                message = plan.ctx.missing() if action is _Absent.M1 else plan.ctx.null()
+            else:
+                try:
+                    out[plan.name] = plan.convert(value)
+                    continue
+                except ConversionError as exc:
+                    message = exc.message
+                except Exception as exc:  # a converter bug must not lose the row: M9
+                    message = f"Unknown error when parsing NDJSON: {exc!r}"
+            if failed is None:
+                failed = []
+            failed.append(plan.name)
+            errors.append(message)
+        if failed is None:
+            good.append((lineno, out))
+            return
+        self._quarantine(bad, notes, lineno, obj, line, failed, errors, details)
+
+    def _quarantine(
+        self,
+        bad: list[dict[str, Any]],
+        notes: list[dict[str, Any]],
+        lineno: int,
+        obj: dict[str, Any] | None,
+        line: bytes,
+        failed: list[str],
+        errors: list[str],
+        details: bool,
+    ) -> None:
+        row: dict[str, Any] = {}
+        for name, plan in self._quarantine_columns:
+            text: str | None = None
+            if plan is not None and obj is not None:
+                if plan.root:
+                    text = line.rstrip(b"\r").decode("utf-8", "replace")
+                else:
+                    value = plan.path.extract(obj)
+                    text = None if value is MISSING or value is None else _safe_text(value)
+            row[name] = text
+        row["c__error_column"] = failed
+        row["c__error"] = errors
+        row["c__import_id"] = None
+        bad.append(row)
+        if details and len(notes) < MAX_DETAILS:
+            notes.append({"line": lineno, "columns": list(failed), "errors": list(errors)})
+
+    def _line_error(
+        self, bad: list[dict[str, Any]], notes: list[dict[str, Any]], lineno: int, message: str, details: bool
+    ) -> None:
+        self._quarantine(bad, notes, lineno, None, b"", [""], [message], details)
+
+    def _encode(self, good: list[tuple[int, dict[str, Any]]]) -> tuple[bytes, list[dict[str, Any]]]:
+        """JSONEachRow bytes of the good rows; rows that cannot be encoded become M9 quarantine rows."""
+        lines: list[bytes] = []
+        moved: list[dict[str, Any]] = []
+        encode = self._encoder.encode
+        for lineno, row in good:
+            try:
+                lines.append(encode(row))
+            except Exception as exc:  # pragma: no cover - decoded input always re-encodes
+                q: list[dict[str, Any]] = []
+                self._line_error(q, [], lineno, f"Unknown error when parsing NDJSON: {exc!r}", False)
+                moved.extend(q)
+        return (b"\n".join(lines) + b"\n" if lines else b""), moved
+
+    def _encode_quarantine(self, bad: list[dict[str, Any]]) -> bytes:
+        return b"".join(self._encoder.encode(row) + b"\n" for row in bad)
+
+
+def _safe_text(value: Any) -> str | None:
+    try:
+        return value_text(value)
+    except Exception:  # pragma: no cover - e.g. nesting deeper than the encoder's recursion limit
+        return None
+
