@@ -118,9 +118,7 @@ def serve(**options: Any) -> None:
 
 
 def _client_options(fn: Any) -> Any:
-    fn = click.option("--token", default=None, help="Token (default: $BIRDHOUSE_TOKEN or the local admin token).")(
-        fn
-    )
+    fn = click.option("--token", default=None, help="Token (default: $BIRDHOUSE_TOKEN or the local admin token).")(fn)
     return click.option("--host", default=None, help="Server URL (default http://127.0.0.1:7181).")(fn)
 
 
@@ -168,8 +166,11 @@ def token_ls(host: str | None, token: str | None) -> None:
     _table(
         ["name", "scopes", "token"],
         [
-            [t["name"], ", ".join(":".join(filter(None, [s["type"], s.get("resource")])) for s in t["scopes"]),
-             t["token"]]
+            [
+                t["name"],
+                ", ".join(":".join(filter(None, [s["type"], s.get("resource")])) for s in t["scopes"]),
+                t["token"],
+            ]
             for t in tokens
         ],
     )
@@ -300,8 +301,13 @@ def workspace_create(name: str, host: str | None, token: str | None) -> None:
 @_client_options
 def workspace_rm(name_or_id: str, host: str | None, token: str | None) -> None:
     """Delete a workspace and all its data."""
-    _call(host, _user_token(host, token), "DELETE", f"/v1/workspaces/{name_or_id}",
-          params={"hard_delete_confirmation": "yes"})
+    _call(
+        host,
+        _user_token(host, token),
+        "DELETE",
+        f"/v1/workspaces/{name_or_id}",
+        params={"hard_delete_confirmation": "yes"},
+    )
     console.print(f"removed workspace {name_or_id}", highlight=False)
 
 

@@ -82,8 +82,10 @@ def plan_deploy(client: Client, directory: Path) -> Plan:
             continue
         errors.extend(_differences(name, datafile, existing[name]))
         current = existing[name]
-        if (datafile.description or "") != current.get("description", "") or datafile.tokens or (
-            list(datafile.tags) != list(current.get("tags") or [])
+        if (
+            (datafile.description or "") != current.get("description", "")
+            or datafile.tokens
+            or (list(datafile.tags) != list(current.get("tags") or []))
         ):
             plan.update.append((name, datafile))
         else:

@@ -22,7 +22,7 @@ from birdhouse.pipeline.ingest import Ingestor
 
 log = logging.getLogger("birdhouse")
 
-ADMIN_TOKEN_FILE = "admin_token"
+ADMIN_TOKEN_FILE = "admin_token"  # noqa: S105 - a file name, not a secret
 
 
 @dataclass
@@ -66,9 +66,7 @@ def _bootstrap(runtime: Runtime) -> None:
     workspace = runtime.default_workspace()
     first_start = workspace is None
     if workspace is None:
-        workspace = catalog.create_workspace(
-            settings.local.default_workspace, user.user_id, settings.local.user_email
-        )
+        workspace = catalog.create_workspace(settings.local.default_workspace, user.user_id, settings.local.user_email)
     admin = runtime.workspace_admin_token(workspace)
     pinned = os.environ.get("TB_LOCAL_WORKSPACE_TOKEN", "")
     if admin is not None and pinned and admin.token != pinned:
@@ -90,9 +88,7 @@ def open_runtime(settings: Settings, local: bool) -> Runtime:
         secret = load_or_create_secret(settings.data_path, settings.auth.token_secret)
         catalog = Catalog(backend, secret, settings.server.region, settings.storage.catalog_database)
         catalog.open()
-        runtime = Runtime(
-            settings=settings, backend=backend, catalog=catalog, local=local, ingestor=Ingestor(backend)
-        )
+        runtime = Runtime(settings=settings, backend=backend, catalog=catalog, local=local, ingestor=Ingestor(backend))
         _bootstrap(runtime)
     except BaseException:
         backend.close()

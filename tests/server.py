@@ -25,7 +25,7 @@ class LocalServer:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.log_path = data_dir.parent / f"server-{self.port}.log"
-        log = self.log_path.open("wb")
+        self._log = log = self.log_path.open("wb")
         self.process = subprocess.Popen(
             [sys.executable, "-m", "birdhouse", "local", "--port", str(self.port), "--data-dir", str(data_dir), *extra],
             stdout=log,
@@ -61,3 +61,4 @@ class LocalServer:
             except subprocess.TimeoutExpired:
                 self.process.kill()
                 self.process.wait()
+        self._log.close()

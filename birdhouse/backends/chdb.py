@@ -57,7 +57,7 @@ class ChdbBackend:
         self.dsn = f"chdb://{self.path}"
         self._lock = threading.Lock()
         try:
-            self._session: Any = session.Session(str(self.path))
+            self._session: Any = session.Session(str(self.path))  # type: ignore[no-untyped-call]
         except Exception as exc:
             raise _error(exc) from exc
         version = self.query("SELECT version()", "TSVRaw").body.decode().strip()

@@ -37,9 +37,7 @@ class Principal:
         return USER in self._types()
 
     def _has(self, scope_type: str, resource: str | None = None) -> bool:
-        return any(
-            s.type == scope_type and (resource is None or s.resource == resource) for s in self.token.scopes
-        )
+        return any(s.type == scope_type and (resource is None or s.resource == resource) for s in self.token.scopes)
 
     def can_create(self) -> bool:
         return self.is_admin or self._has("DATASOURCES:CREATE")
@@ -58,8 +56,11 @@ class Principal:
 
     def sees(self, datasource_id: str) -> bool:
         """Listed by GET /v0/datasources: any scope on the data source."""
-        return self.is_admin or self._has("WORKSPACE:READ_ALL") or self._has("DATASOURCES:CREATE") or any(
-            s.resource == datasource_id for s in self.token.scopes
+        return (
+            self.is_admin
+            or self._has("WORKSPACE:READ_ALL")
+            or self._has("DATASOURCES:CREATE")
+            or any(s.resource == datasource_id for s in self.token.scopes)
         )
 
     def read_filter(self, datasource_id: str) -> str | None:

@@ -17,7 +17,6 @@ from birdhouse.backends import Backend
 from birdhouse.catalog.access import AuthError, Principal
 from birdhouse.catalog.models import DataSource, Token, Workspace, new_uuid
 from birdhouse.catalog.store import CatalogStore, Record
-from birdhouse.schema.names import InvalidName, validate_identifier
 from birdhouse.catalog.tokens import (
     ADMIN_USER,
     USER,
@@ -27,6 +26,7 @@ from birdhouse.catalog.tokens import (
     decode_unverified_host,
     mint_token,
 )
+from birdhouse.schema.names import InvalidName, validate_identifier
 
 
 class CatalogError(Exception):
@@ -125,17 +125,17 @@ class Catalog:
 
     def delete_workspace(self, workspace: Workspace) -> None:
         with self.lock:
-            for record in [*self.workspace_tokens(workspace.id), *self.workspace_datasources(workspace.id)]:
-                self._drop(record)
+            for token in self.workspace_tokens(workspace.id):
+                self._drop(token)
+            for datasource in self.workspace_datasources(workspace.id):
+                self._drop(datasource)
             self._drop(workspace)
             self.backend.command(f"DROP DATABASE IF EXISTS `{workspace.database}`")
 
     # ------------------------------------------------------------- tokens
 
     def workspace_tokens(self, workspace_id: str) -> list[Token]:
-        return sorted(
-            (t for t in self.tokens.values() if t.workspace_id == workspace_id), key=lambda t: t.created_at
-        )
+        return sorted((t for t in self.tokens.values() if t.workspace_id == workspace_id), key=lambda t: t.created_at)
 
     def find_token(self, workspace_id: str, name_or_id: str) -> Token | None:
         for token in self.workspace_tokens(workspace_id):
@@ -212,9 +212,13 @@ class Catalog:
                 except TokenInvalid:
                     raise AuthError("Invalid token") from None
                 token_id = claims.token_id
-                if claims.workspace_id and self.tokens.get(token_id) is None and (
-                    claims.workspace_id not in self.workspaces
-                    and not any(t.user_id == claims.workspace_id for t in self.tokens.values())
+                if (
+                    claims.workspace_id
+                    and self.tokens.get(token_id) is None
+                    and (
+                        claims.workspace_id not in self.workspaces
+                        and not any(t.user_id == claims.workspace_id for t in self.tokens.values())
+                    )
                 ):
                     raise AuthError("Workspace not found", 404)
             else:
@@ -230,9 +234,7 @@ class Catalog:
     # -------------------------------------------------------- datasources
 
     def workspace_datasources(self, workspace_id: str) -> list[DataSource]:
-        return sorted(
-            (d for d in self.datasources.values() if d.workspace_id == workspace_id), key=lambda d: d.name
-        )
+        return sorted((d for d in self.datasources.values() if d.workspace_id == workspace_id), key=lambda d: d.name)
 
     def find_datasource(self, workspace_id: str, name_or_id: str) -> DataSource | None:
         found = self.datasources.get(name_or_id)

@@ -78,9 +78,7 @@ class CatalogStore:
             version=self._next_version(),
             deleted=int(deleted),
         )
-        self.backend.insert(
-            self.table, msgspec.json.encode(row) + b"\n", settings={"insert_deduplicate": 0}
-        )
+        self.backend.insert(self.table, msgspec.json.encode(row) + b"\n", settings={"insert_deduplicate": 0})
 
     def save(self, record: Record) -> None:
         self._write(record, deleted=False)

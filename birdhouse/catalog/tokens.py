@@ -88,9 +88,7 @@ def decode_unverified_host(token: str) -> str | None:
 # ---------------------------------------------------------------- scopes
 
 # Scope types that name a resource (SPEC §7.2: resource mandatory).
-RESOURCE_SCOPES = frozenset(
-    {"DATASOURCES:APPEND", "DATASOURCES:READ", "DATASOURCES:DROP", "PIPES:READ", "PIPES:DROP"}
-)
+RESOURCE_SCOPES = frozenset({"DATASOURCES:APPEND", "DATASOURCES:READ", "DATASOURCES:DROP", "PIPES:READ", "PIPES:DROP"})
 PLAIN_SCOPES = frozenset(
     {"ADMIN", "TOKENS", "DATASOURCES:CREATE", "PIPES:CREATE", "WORKSPACE:READ_ALL", "ORG_DATASOURCES:READ"}
 )

@@ -79,7 +79,48 @@ def _inflate(data: bytes, wbits: int, limit: int) -> bytes:
     return bytes(out)
 
 
+def _check_zstd_frames(data: bytes) -> None:
+    """Walk zstd frame and block headers (RFC 8878 §3.1) without decompressing.
+
+    The streaming reader stops quietly at a truncated frame; walking the
+    headers proves every frame is complete and nothing trails them, at a cost
+    of a few bytes read per 128 KiB block."""
+    pos, end = 0, len(data)
+    while pos < end:
+        if end - pos < 8:
+            raise zstandard.ZstdError("truncated frame header")
+        magic = int.from_bytes(data[pos : pos + 4], "little")
+        if 0x184D2A50 <= magic <= 0x184D2A5F:  # skippable frame
+            pos += 8 + int.from_bytes(data[pos + 4 : pos + 8], "little")
+            continue
+        if data[pos : pos + 4] != ZSTD_MAGIC:
+            raise zstandard.ZstdError("not a zstd frame")
+        descriptor = data[pos + 4]
+        fcs_flag, single, checksum, dict_flag = (
+            descriptor >> 6,
+            descriptor >> 5 & 1,
+            descriptor >> 2 & 1,
+            descriptor & 3,
+        )
+        fcs_size = (1 if single else 0, 2, 4, 8)[fcs_flag]
+        pos += 5 + (0 if single else 1) + (0, 1, 2, 4)[dict_flag] + fcs_size
+        while True:
+            if pos + 3 > end:
+                raise zstandard.ZstdError("truncated block header")
+            header = int.from_bytes(data[pos : pos + 3], "little")
+            last, kind, size = header & 1, header >> 1 & 3, header >> 3
+            if kind == 3:
+                raise zstandard.ZstdError("reserved block type")
+            pos += 3 + (1 if kind == 1 else size)
+            if last:
+                break
+        pos += 4 if checksum else 0
+        if pos > end:
+            raise zstandard.ZstdError("truncated frame")
+
+
 def _unzstd(data: bytes, limit: int) -> bytes:
+    _check_zstd_frames(data)
     out = bytearray()
     reader = zstandard.ZstdDecompressor().stream_reader(data, read_across_frames=True)
     while True:

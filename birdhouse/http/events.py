@@ -55,8 +55,9 @@ def _text(status: int, message: str, headers: dict[str, str]) -> Response:
     return Response(message + "\n", status_code=status, headers=headers, media_type="text/plain; charset=utf-8")
 
 
-def _success(status: int, ok: int, quarantined: int, details: list[dict[str, object]] | None,
-             headers: dict[str, str]) -> Response:
+def _success(
+    status: int, ok: int, quarantined: int, details: list[dict[str, object]] | None, headers: dict[str, str]
+) -> Response:
     body: dict[str, object] = {"successful_rows": ok, "quarantined_rows": quarantined}
     if details is not None:
         body["quarantine"] = details

@@ -47,9 +47,9 @@ async def read_params(request: Request, max_body_bytes: int = 1 << 20) -> Params
     content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
     if content_type in ("application/x-www-form-urlencoded", "multipart/form-data"):
         form = await request.form()
-        for key, value in form.multi_items():
-            if isinstance(value, str):
-                body.setdefault(key, []).append(value)
+        for key, item in form.multi_items():
+            if isinstance(item, str):
+                body.setdefault(key, []).append(item)
     elif content_type == "application/json":
         raw = await request.body()
         if len(raw) > max_body_bytes:

@@ -43,9 +43,7 @@ async def sql(request: Request) -> Response:
         raise ApiError(400, "Missing 'q' parameter")
     passthrough = {k: request.query_params[k] for k in PASSTHROUGH_SETTINGS if k in request.query_params}
     try:
-        output = await run_in_threadpool(
-            run_sql, rt.backend, rt.catalog, principal, text, rt.settings.sql, passthrough
-        )
+        output = await run_in_threadpool(run_sql, rt.backend, rt.catalog, principal, text, rt.settings.sql, passthrough)
     except QueryFailed as exc:
         headers = {"X-DB-Exception-Code": str(exc.code)} if exc.code is not None else None
         return json_error(exc.status, exc.message, headers)

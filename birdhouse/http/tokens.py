@@ -100,9 +100,7 @@ async def create_token(request: Request) -> Response:
         raise ApiError(400, f"A token needs a 'name' of 1 to {MAX_TOKEN_NAME} characters")
     catalog = runtime(request).catalog
     scopes = resolve_scopes(catalog, principal.workspace.id, params.getlist("scope"))
-    token = await run_in_threadpool(
-        catalog.mint, principal.workspace, name, scopes, params.get("description") or ""
-    )
+    token = await run_in_threadpool(catalog.mint, principal.workspace, name, scopes, params.get("description") or "")
     return JSONResponse(token_json(request, token))
 
 

@@ -91,9 +91,7 @@ def run_sql(
     for name in guarded.tables:
         ds_id = tables.get(name)
         if ds_id is not None and principal.read_filter(ds_id) is not None:
-            raise QueryFailed(
-                f"This token reads '{name}' through a row filter, which /v0/sql does not apply yet", 403
-            )
+            raise QueryFailed(f"This token reads '{name}' through a row filter, which /v0/sql does not apply yet", 403)
     settings: dict[str, str | int] = {
         "readonly": 1,
         "max_execution_time": limits.max_execution_time_s,

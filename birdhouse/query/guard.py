@@ -133,9 +133,7 @@ def _guard(
     tokens = tokenize(sql)
     for token in tokens:
         if token.kind in (TokenKind.ERROR, TokenKind.VERTICAL_DELIMITER):
-            raise SqlRefused(
-                f"Syntax error: unrecognized token {shown(token.text)!r} at position {token.start}"
-            )
+            raise SqlRefused(f"Syntax error: unrecognized token {shown(token.text)!r} at position {token.start}")
     sig = [i for i, token in enumerate(tokens) if token.significant]
     dropped: set[int] = set()
     while sig and tokens[sig[-1]].kind is TokenKind.SEMICOLON:
@@ -152,9 +150,7 @@ def _guard(
     cte_names = frozenset(c.name for c in ctes)
     for cte in ctes:
         if not _CTE_NAME_RE.fullmatch(cte.name):
-            raise SqlRefused(
-                f"CTE names must be plain identifiers ([A-Za-z_][A-Za-z0-9_]*): '{shown(cte.name)}'"
-            )
+            raise SqlRefused(f"CTE names must be plain identifiers ([A-Za-z_][A-Za-z0-9_]*): '{shown(cte.name)}'")
 
     # Pass 1: what the user wrote.
     root = _explain(explain_ast, emit(tokens, frozenset(dropped), {}))
@@ -171,9 +167,7 @@ def _guard(
         if name not in known:
             raise SqlRefused(f"Resource '{shown(name)}' not found")
         if not readable(name):
-            raise SqlRefused(
-                f"Not enough permissions to read '{name}': the token needs a read scope on it", 403
-            )
+            raise SqlRefused(f"Not enough permissions to read '{name}': the token needs a read scope on it", 403)
         reads.append(name)
 
     format_name = root_format(root, allow_format=True)

@@ -44,8 +44,7 @@ SIGNIFICANT_EXCLUDED = frozenset({TokenKind.WHITESPACE, TokenKind.COMMENT})
 _ASCII_SPACE = " \t\n\r\f\v"
 # Unicode spaces the engine skips between tokens (queries pasted from editors).
 _UNICODE_SPACE = frozenset(
-    "\u00a0\u1680\u2000\u2001\u2002\u2003\u2004\u2005\u2006\u2007\u2008\u2009\u200a"
-    "\u2028\u2029\u202f\u205f\u3000"
+    "\u00a0\u1680\u2000\u2001\u2002\u2003\u2004\u2005\u2006\u2007\u2008\u2009\u200a\u2028\u2029\u202f\u205f\u3000"
 )
 _HEX = frozenset("0123456789abcdefABCDEF")
 _DIGITS = frozenset("0123456789")

@@ -175,6 +175,4 @@ def check_tree(
                     "only this workspace's data sources can be read"
                 )
     if with_elements != expected_ctes:
-        raise _refuse(
-            "The query could not be verified: unrecognised WITH clause (write `WITH name AS (SELECT …)`)"
-        )
+        raise _refuse("The query could not be verified: unrecognised WITH clause (write `WITH name AS (SELECT …)`)")

@@ -219,9 +219,7 @@ def _position(token: Token, prev: Token, prev2: Token | None, nxt: Token | None,
 
 
 def _ends_from_list(token: Token) -> bool:
-    return token.is_punct("|>") or (
-        token.kind is TokenKind.BARE_WORD and token.text.upper() in _FROM_LIST_END
-    )
+    return token.is_punct("|>") or (token.kind is TokenKind.BARE_WORD and token.text.upper() in _FROM_LIST_END)
 
 
 def table_positions(tokens: Sequence[Token], sig: Sequence[int]) -> list[TablePosition]:

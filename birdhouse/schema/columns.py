@@ -234,9 +234,7 @@ def _validated(
         codec = check_expression(codec, allow_comma=True) if codec is not None else None
     except SqlTextError as exc:
         raise _fail(name, exc) from None
-    return Column(
-        name=name, type=ch_type.sql(), jsonpath=jsonpath, default_kind=kind, default_expr=expr, codec=codec
-    )
+    return Column(name=name, type=ch_type.sql(), jsonpath=jsonpath, default_kind=kind, default_expr=expr, codec=codec)
 
 
 def validate_column(column: Column, *, check_types: bool = True) -> Column:

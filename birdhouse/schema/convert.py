@@ -71,6 +71,16 @@ class _Plan:
     ctx: MessageContext
     root: bool  # `$`: the raw line (String) or the object itself (JSON)
     root_object: bool
+    key: str | None  # `$.k`: one dict lookup instead of a path walk
+
+    @property
+    def source(self) -> int:
+        if self.root:
+            return _FROM_OBJECT if self.root_object else _FROM_LINE
+        return _FROM_KEY if self.key is not None else _FROM_PATH
+
+
+_FROM_KEY, _FROM_PATH, _FROM_LINE, _FROM_OBJECT = range(4)
 
 
 def _plan(column: Column, lenient: bool) -> _Plan:
@@ -103,6 +113,7 @@ def _plan(column: Column, lenient: bool) -> _Plan:
         ctx=ctx,
         root=path.is_root,
         root_object=path.is_root and ch_type.unwrap().name == "JSON",
+        key=path.steps[0] if len(path.steps) == 1 and isinstance(path.steps[0], str) else None,
     )
 
 
@@ -136,6 +147,10 @@ class Converter:
         self._plans = [_plan(c, lenient) for c in columns if c.jsonpath is not None and c.stored]
         self.columns: tuple[str, ...] = tuple(p.name for p in self._plans)
         by_name = {p.name: p for p in self._plans}
+        # The per-row loop unpacks plain tuples: attribute lookups are a visible share of the hot path.
+        self._steps = [
+            (p.name, p.source, p.key or "", p.path.extract, p.convert, p.on_missing, p.on_null, p) for p in self._plans
+        ]
         # Quarantine rows carry every stored column (§6), NULL for those without a path.
         self._quarantine_columns = [(c.name, by_name.get(c.name)) for c in columns if c.stored]
         self._expand = expand_json_array_lines
@@ -170,8 +185,7 @@ class Converter:
             else:
                 self._line_error(bad, notes, lineno, _root_message(obj), details)
         rows, moved = self._encode(good)
-        for lineno_row in moved:
-            bad.append(lineno_row)
+        bad.extend(moved)
         return Converted(
             rows=rows,
             quarantine=self._encode_quarantine(bad),
@@ -195,30 +209,31 @@ class Converter:
         failed: list[str] | None = None
         errors: list[str] = []
         raw: str | None = None
-        for plan in self._plans:
-            if plan.root:
-                if plan.root_object:
-                    value: Any = obj
-                else:
-                    if raw is None:
-                        raw = line.rstrip(b"\r").decode()
-                    value = raw
+        for name, source, key, extract, convert, on_missing, on_null, plan in self._steps:
+            if source == _FROM_KEY:
+                value: Any = obj.get(key, MISSING)
+            elif source == _FROM_PATH:
+                value = extract(obj)
+            elif source == _FROM_LINE:
+                if raw is None:
+                    raw = line.rstrip(b"\r").decode()
+                value = raw
             else:
-                value = plan.path.extract(obj)
-            if value is MISSING or value is None:
-                action = plan.on_missing if value is MISSING else plan.on_null
+                value = obj
+            if value is None or value is MISSING:
+                action = on_missing if value is MISSING else on_null
                 if action is _Absent.OMIT:
                     continue
                 if action is _Absent.NULL:
-                    out[plan.name] = None
+                    out[name] = None
                     continue
                 if action is _Absent.EMPTY:
-                    out[plan.name] = []
+                    out[name] = []
                     continue
                 message = plan.ctx.missing() if action is _Absent.M1 else plan.ctx.null()
             else:
                 try:
-                    out[plan.name] = plan.convert(value)
+                    out[name] = convert(value)
                     continue
                 except ConversionError as exc:
                     message = exc.message
@@ -226,7 +241,7 @@ class Converter:
                     message = f"Unknown error when parsing NDJSON: {exc!r}"
             if failed is None:
                 failed = []
-            failed.append(plan.name)
+            failed.append(name)
             errors.append(message)
         if failed is None:
             good.append((lineno, out))
@@ -289,4 +304,3 @@ def _safe_text(value: Any) -> str | None:
         return value_text(value)
     except Exception:  # pragma: no cover - e.g. nesting deeper than the encoder's recursion limit
         return None
-

@@ -15,7 +15,7 @@ negative values included; a quoted epoch is misread by the best-effort parser).
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from decimal import ROUND_FLOOR, Context, Decimal, InvalidOperation
 
 import msgspec
@@ -84,23 +84,23 @@ def parse_datetime_text(text: str) -> tuple[int, int] | None:
     m = _EXTENDED_RE.fullmatch(text) or _BASIC_RE.fullmatch(text)
     if m is None:
         return None
-    y, mo, d = int(m["y"]), int(m["mo"]), int(m["d"])
+    ys, mos, ds, hs, mis, ss, frac, _z, sign, ohs, oms = m.groups()  # one call: named lookups cost more
+    y, mo, d = int(ys), int(mos), int(ds)
     if not 1 <= mo <= 12 or not 1 <= d <= (29 if mo == 2 and _leap(y) else _MONTH_DAYS[mo - 1]):
         return None
-    h = int(m["h"]) if m["h"] is not None else 0
-    mi = int(m["mi"]) if m["mi"] is not None else 0
-    s = int(m["s"]) if m["s"] is not None else 0
-    if h > 23 or mi > 59 or s > 59:
+    h = int(hs) if hs is not None else 0
+    mi = int(mis) if mis is not None else 0
+    sec = int(ss) if ss is not None else 0
+    if h > 23 or mi > 59 or sec > 59:
         return None
-    frac = m["f"]
     nanos = int(frac.ljust(9, "0")) if frac else 0
-    seconds = days_from_civil(y, mo, d) * _DAY + h * 3600 + mi * 60 + s
-    if m["sign"] is not None:
-        oh, om = int(m["oh"]), int(m["om"] or 0)
+    seconds = days_from_civil(y, mo, d) * _DAY + h * 3600 + mi * 60 + sec
+    if sign is not None:
+        oh, om = int(ohs), int(oms or 0)
         if oh > 23 or om > 59:
             return None
         offset = oh * 3600 + om * 60
-        seconds -= offset if m["sign"] == "+" else -offset
+        seconds -= offset if sign == "+" else -offset
     return seconds, nanos
 
 
@@ -144,11 +144,12 @@ class DateKind:
     max_ticks: int
     min_text: str
     max_text: str
+    ticks_per_second: int = field(init=False)
+    _nanos_per_tick: int = field(init=False, repr=False)
 
-    @property
-    def ticks_per_second(self) -> int:
-        tps: int = 10 ** max(self.precision, 0)
-        return tps
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "ticks_per_second", 10 ** max(self.precision, 0))
+        object.__setattr__(self, "_nanos_per_tick", NANOS // self.ticks_per_second)
 
     def seconds_in_range(self, seconds: int) -> bool:
         """Whether an epoch-seconds value lies in the range (the seconds-vs-ms decision)."""
@@ -159,7 +160,7 @@ class DateKind:
         if self.precision < 0:
             ticks = seconds // _DAY
         else:
-            ticks = seconds * self.ticks_per_second + nanos // (NANOS // self.ticks_per_second)
+            ticks = seconds * self.ticks_per_second + nanos // self._nanos_per_tick
         return ticks if self.min_ticks <= ticks <= self.max_ticks else None
 
     def output(self, ticks: int) -> object:
@@ -208,12 +209,8 @@ def _datetime64(precision: int) -> DateKind:
 
 _KINDS: dict[str, DateKind] = {
     "Date": DateKind("Date", -1, 0, days_from_civil(2149, 6, 6), "1970-01-01", "2149-06-06"),
-    "Date32": DateKind(
-        "Date32", -1, _MIN_1900 // _DAY, days_from_civil(2299, 12, 31), "1900-01-01", "2299-12-31"
-    ),
-    "DateTime": DateKind(
-        "DateTime", 0, 0, (1 << 32) - 1, "1970-01-01 00:00:00", format_datetime((1 << 32) - 1)
-    ),
+    "Date32": DateKind("Date32", -1, _MIN_1900 // _DAY, days_from_civil(2299, 12, 31), "1900-01-01", "2299-12-31"),
+    "DateTime": DateKind("DateTime", 0, 0, (1 << 32) - 1, "1970-01-01 00:00:00", format_datetime((1 << 32) - 1)),
     **{f"DateTime64({p})": _datetime64(p) for p in range(10)},
 }
 

@@ -187,18 +187,14 @@ def engine_full(spec: EngineSpec, columns: list[Column]) -> str:
     if engine == "VersionedCollapsingMergeTree":
         params.append(_column_ref("ENGINE_VERSION", spec.version, columns, engine))
     if engine == "Null":
-        given = [
-            k for k in ("sorting_key", "partition_key", "primary_key", "ttl", "settings") if getattr(spec, k)
-        ]
+        given = [k for k in ("sorting_key", "partition_key", "primary_key", "ttl", "settings") if getattr(spec, k)]
         if given:
             raise EngineError(f"ENGINE_{given[0].upper()} is not valid with the Null engine")
         return "Null"
     parts = [f"{engine}({', '.join(params)})" if params else engine]
     if spec.partition_key:
         parts.append(f"PARTITION BY {_key_expr('ENGINE_PARTITION_KEY', spec.partition_key)}")
-    parts.append(
-        f"ORDER BY {_key_expr('ENGINE_SORTING_KEY', spec.sorting_key) if spec.sorting_key else 'tuple()'}"
-    )
+    parts.append(f"ORDER BY {_key_expr('ENGINE_SORTING_KEY', spec.sorting_key) if spec.sorting_key else 'tuple()'}")
     if spec.primary_key:
         parts.append(f"PRIMARY KEY {_key_expr('ENGINE_PRIMARY_KEY', spec.primary_key)}")
     if spec.ttl:

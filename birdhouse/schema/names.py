@@ -58,8 +58,7 @@ def _check(name: object, kind: str, pattern: re.Pattern[str], allowed: str) -> s
         raise InvalidName(f"Invalid {kind} name: it is empty")
     if len(name) > MAX_NAME_LENGTH:
         raise InvalidName(
-            f"Invalid {kind} name {_shown(name)}: it is {len(name)} characters long, "
-            f"the maximum is {MAX_NAME_LENGTH}"
+            f"Invalid {kind} name {_shown(name)}: it is {len(name)} characters long, the maximum is {MAX_NAME_LENGTH}"
         )
     if pattern.fullmatch(name) is None:
         if name[0].isdigit():
@@ -75,9 +74,7 @@ def validate_datasource_name(name: str) -> str:
     _check(name, "data source", DS_NAME_RE, "letters, digits and '_'")
     if name.endswith(QUARANTINE_SUFFIX):
         # The suffix is reserved for the quarantine table created beside each DS.
-        raise InvalidName(
-            f"Invalid data source name {_shown(name)}: it must not end in '{QUARANTINE_SUFFIX}'"
-        )
+        raise InvalidName(f"Invalid data source name {_shown(name)}: it must not end in '{QUARANTINE_SUFFIX}'")
     return name
 
 

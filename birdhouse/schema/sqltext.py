@@ -83,9 +83,7 @@ def tokenize(text: str) -> list[Token]:
         if m is None or m.lastgroup is None:
             if text[pos] in "'`\"":
                 raise SqlTextError(f"Invalid SQL expression: unterminated quote at position {pos}")
-            raise SqlTextError(
-                f"Invalid SQL expression: unexpected character {text[pos]!r} at position {pos}"
-            )
+            raise SqlTextError(f"Invalid SQL expression: unexpected character {text[pos]!r} at position {pos}")
         kind = m.lastgroup
         if kind == "comment" and text.startswith("/*", pos) and not m.group().endswith("*/"):
             raise SqlTextError("Invalid SQL expression: unterminated comment")
@@ -138,9 +136,7 @@ def check_expression(text: str, *, allow: Iterable[str] = (), allow_comma: bool 
             if word in FORBIDDEN_KEYWORDS and word not in allowed:
                 followed_by_call = i + 1 < len(tokens) and tokens[i + 1].text == "("
                 if not (word in _CALLABLE_KEYWORDS and followed_by_call):
-                    raise SqlTextError(
-                        f"Invalid SQL expression: {tok.text!r} is not allowed in an expression"
-                    )
+                    raise SqlTextError(f"Invalid SQL expression: {tok.text!r} is not allowed in an expression")
     if stack:
         raise SqlTextError(f"Invalid SQL expression: unbalanced {stack[-1]!r}")
     return stripped

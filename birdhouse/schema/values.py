@@ -44,20 +44,9 @@ _ENCODER = msgspec.json.Encoder(decimal_format="number")
 
 def compact_json(value: Any) -> str:
     """Compact JSON text; numbers keep their source digits (Decimal), MISSING becomes null."""
-    try:
-        return _ENCODER.encode(value).decode()
-    except TypeError:  # a MISSING inside a [:] list
-        return _ENCODER.encode(_strip_missing(value)).decode()
-
-
-def _strip_missing(value: Any) -> Any:
-    if value is MISSING:
-        return None
-    if type(value) is list:
-        return [_strip_missing(v) for v in value]
-    if type(value) is dict:
-        return {k: _strip_missing(v) for k, v in value.items()}
-    return value
+    if type(value) is list and any(v is MISSING for v in value):  # a `[:]` path's elements
+        value = [None if v is MISSING else v for v in value]
+    return _ENCODER.encode(value).decode()
 
 
 def value_text(value: Any) -> str:
@@ -131,10 +120,7 @@ class MessageContext:
         )
 
     def parser_failed(self, what: str) -> str:  # M6 (DateTime), M10 (UUID), M11 (Decimal)
-        return (
-            f"Error {what} parser failed. While processing column '{self.column}' "
-            f"with jsonpath '{self.path}'"
-        )
+        return f"Error {what} parser failed. While processing column '{self.column}' with jsonpath '{self.path}'"
 
 
 _INT_TEXT_RE = re.compile(r"-?[0-9]+")
@@ -151,10 +137,8 @@ _FLOAT_BOUNDS = {
     "Float64": ("-1.7976931348623157e308", "1.7976931348623157e308"),
 }
 _DECIMAL_MAX_P = {"Decimal32": 9, "Decimal64": 18, "Decimal128": 38, "Decimal256": 76}
-_NUMBER_BASES = frozenset(
-    {f"{s}Int{b}" for s in ("", "U") for b in (8, 16, 32, 64, 128, 256)}
-    | {"Float32", "Float64", "Decimal", *_DECIMAL_MAX_P}
-)
+_INT_BASES = frozenset(f"{s}Int{b}" for s in ("", "U") for b in (8, 16, 32, 64, 128, 256))
+_NUMBER_BASES = _INT_BASES | {"Float32", "Float64", "Decimal", *_DECIMAL_MAX_P}
 _DATE_BASES = frozenset({"Date", "Date32", "DateTime", "DateTime64"})
 
 
@@ -176,7 +160,7 @@ def compile_converter(
         return _string(ctx, text, lenient) if name == "String" else _json(ctx, text)
     if name == "FixedString":
         return _fixed_string(ctx, text, _int_arg(t, 0))
-    if name.startswith(("Int", "UInt")):
+    if name in _INT_BASES:
         return _integer(ctx, text, *int_range(name), lenient)
     if name in ("Float32", "Float64"):
         return _float(ctx, text, name, lenient)
@@ -251,7 +235,7 @@ def _fixed_string(ctx: MessageContext, text: str, n: int) -> ValueConverter:
     def fixed_string(value: Any) -> Any:
         if type(value) is not str:
             raise ctx.wrong_type(value, text)
-        if len(value) > n and len(value.encode()) > n:  # chars ≤ bytes: skip encoding short values
+        if len(value) > n or (not value.isascii() and len(value.encode()) > n):  # bytes ≥ chars
             raise ctx.too_long(value, n)
         return value
 
@@ -276,9 +260,10 @@ def _integer(ctx: MessageContext, text: str, lo: int, hi: int, lenient: bool) ->
         elif kind is str:
             if _INT_TEXT_RE.fullmatch(value) is None:
                 raise ElementError(ctx.wrong_type(value, text).message)
-            if len(value.lstrip("-0")) > _MAX_INT_DIGITS:
+            digits = value.lstrip("-").lstrip("0") or "0"
+            if len(digits) > _MAX_INT_DIGITS:
                 raise out_of_bounds(value)
-            number = int(value)
+            number = -int(digits) if value[0] == "-" else int(digits)
         elif kind is Decimal and lenient and _integral(value):
             number = int(value)  # lenient: integral floats such as 1.0
         else:
@@ -322,8 +307,9 @@ def _decimal(ctx: MessageContext, text: str, precision: int, scale: int) -> Valu
     int_digits = precision - scale
     quantum = Decimal(1).scaleb(-scale)
     context = Context(prec=precision + 2, rounding=ROUND_HALF_EVEN)
-    bound = Decimal(10**precision - 1).scaleb(-scale)
-    lo, hi = f"{-bound:f}", f"{bound:f}"
+    bound = Decimal(10**precision - 1).scaleb(-scale, context)
+    lo, hi = f"{bound.copy_negate():f}", f"{bound:f}"
+    zero = f"{Decimal(0).scaleb(-scale):f}"
 
     def out_of_bounds(value: Any) -> ConversionError:
         return ElementError(ctx.out_of_bounds(value, text, lo, hi))
@@ -343,7 +329,7 @@ def _decimal(ctx: MessageContext, text: str, precision: int, scale: int) -> Valu
         else:
             raise ElementError(ctx.wrong_type(value, text).message)
         if number.is_zero():
-            return "0"
+            return zero
         if number.adjusted() >= int_digits:
             raise out_of_bounds(value)
         try:
@@ -351,8 +337,8 @@ def _decimal(ctx: MessageContext, text: str, precision: int, scale: int) -> Valu
         except InvalidOperation:  # pragma: no cover - the adjusted() check keeps it in precision
             raise out_of_bounds(value) from None
         if rounded.is_zero():
-            return "0"
-        if abs(rounded) > bound:  # 999.995 → 1000.00 in Decimal(5, 2)
+            return zero  # not "-0.00"
+        if rounded.copy_abs() > bound:  # 999.995 → 1000.00 in Decimal(5, 2)
             raise out_of_bounds(value)
         return f"{rounded:f}"  # a quoted decimal: the engine parses the text, never a float
 

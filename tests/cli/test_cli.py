@@ -12,7 +12,7 @@ from click.testing import CliRunner
 from birdhouse.cli import main
 from tests.server import LocalServer
 
-ANALYTICS = '''TOKEN "tracker" APPEND
+ANALYTICS = """TOKEN "tracker" APPEND
 
 DESCRIPTION >
     Analytics events landing data source
@@ -30,7 +30,7 @@ ENGINE "MergeTree"
 ENGINE_PARTITION_KEY "toYYYYMM(timestamp)"
 ENGINE_SORTING_KEY "timestamp"
 ENGINE_TTL "timestamp + toIntervalDay(60)"
-'''
+"""
 
 
 def run(server: LocalServer, *args: str, token: str | None = None) -> tuple[int, str]:

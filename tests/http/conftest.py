@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 from starlette.testclient import TestClient
@@ -47,7 +48,7 @@ class Local:
         return token
 
 
-def start_local(data_dir: Path, local_mode: bool = True, **overrides: object) -> tuple[TestClient, Settings]:
+def start_local(data_dir: Path, local_mode: bool = True, **overrides: Any) -> tuple[TestClient, Settings]:
     settings = load_settings(environ={}, overrides={"server.data_dir": str(data_dir), **overrides})
     client = TestClient(create_app(settings, local_mode=local_mode))
     client.__enter__()
@@ -59,7 +60,7 @@ def make_local(tmp_path: Path) -> Iterator[Callable[..., Local]]:
     """Start (and on exit stop) apps; only one may run at a time (chDB)."""
     running: list[TestClient] = []
 
-    def make(data_dir: Path | None = None, **overrides: object) -> Local:
+    def make(data_dir: Path | None = None, **overrides: Any) -> Local:
         for client in running:
             client.__exit__(None, None, None)
         running.clear()

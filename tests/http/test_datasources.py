@@ -16,9 +16,29 @@ SCHEMA = (
 )
 
 DS_KEYS = {
-    "id", "name", "type", "created_at", "updated_at", "description", "engine", "engine_sorting_key",
-    "engine_partition_key", "schema", "columns", "statistics", "tags", "used_by", "headers", "indexes",
-    "shared_with", "version", "replicated", "cluster", "project", "new_columns_detected", "errors_discarded_at",
+    "id",
+    "name",
+    "type",
+    "created_at",
+    "updated_at",
+    "description",
+    "engine",
+    "engine_sorting_key",
+    "engine_partition_key",
+    "schema",
+    "columns",
+    "statistics",
+    "tags",
+    "used_by",
+    "headers",
+    "indexes",
+    "shared_with",
+    "version",
+    "replicated",
+    "cluster",
+    "project",
+    "new_columns_detected",
+    "errors_discarded_at",
 }
 
 
@@ -62,7 +82,8 @@ def test_create_with_engine_parameters(local: Local) -> None:
     assert ws is not None
     body = local.runtime.backend.query(
         "SELECT engine_full FROM system.tables WHERE database = {d:String} AND name = 'versions'",
-        "TSVRaw", params={"d": ws.database},
+        "TSVRaw",
+        params={"d": ws.database},
     ).body.decode()
     assert "ReplacingMergeTree(v)" in body and "index_granularity = 4096" in body
 
@@ -73,7 +94,9 @@ def test_quarantine_table_is_created_with_spec_shape(local: Local) -> None:
     assert ws is not None
     body = local.runtime.backend.query(
         "SELECT name, type FROM system.columns WHERE database = {d:String} AND table = 'events_quarantine' "
-        "ORDER BY position", "TSVRaw", params={"d": ws.database},
+        "ORDER BY position",
+        "TSVRaw",
+        params={"d": ws.database},
     ).body.decode()
     rows = [line.split("\t") for line in body.strip().splitlines()]
     assert rows == [
@@ -129,7 +152,9 @@ def test_name_clash_and_invalid_schema(local: Local) -> None:
     ["a;DROP TABLE x", "a`b", "a'b", 'a"b', "system.tables", "1abc", "a b", "x" * 256, "events_quarantine", ""],
 )
 def test_name_injection_is_refused(local: Local, name: str) -> None:
-    response = local.client.post("/v0/datasources", headers=local.auth(), data={"name": name, "schema": "a Int32 `json:$.a`"})
+    response = local.client.post(
+        "/v0/datasources", headers=local.auth(), data={"name": name, "schema": "a Int32 `json:$.a`"}
+    )
     assert response.status_code == 400
     assert "error" in response.json()
     # Nothing was created anywhere.

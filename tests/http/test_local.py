@@ -33,7 +33,7 @@ def test_serve_mode_never_serves_tokens_and_writes_admin_token_file(
 ) -> None:
     from tests.http.conftest import start_local
 
-    client, settings = start_local(tmp_path / "prod", local_mode=False)
+    client, _ = start_local(tmp_path / "prod", local_mode=False)
     try:
         assert client.get("/tokens").status_code == 404
         admin = (tmp_path / "prod" / "admin_token").read_text().strip()

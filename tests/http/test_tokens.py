@@ -50,8 +50,10 @@ def test_mint_and_decode_roundtrip_and_forgeries() -> None:
         ("ADMIN", Scope("ADMIN")),
         ("DATASOURCES:CREATE", Scope("DATASOURCES:CREATE")),
         ("DATASOURCE:APPEND:events", Scope("DATASOURCES:APPEND", "events")),
-        ("DATASOURCES:READ:events:country = 'ES' AND x::int > 1", Scope("DATASOURCES:READ", "events",
-                                                                         "country = 'ES' AND x::int > 1")),
+        (
+            "DATASOURCES:READ:events:country = 'ES' AND x::int > 1",
+            Scope("DATASOURCES:READ", "events", "country = 'ES' AND x::int > 1"),
+        ),
         ("PIPES:READ:top", Scope("PIPES:READ", "top")),
         ("WORKSPACE:READ_ALL", Scope("WORKSPACE:READ_ALL")),
     ],
@@ -107,8 +109,9 @@ def test_bearer_scheme_case_insensitive(local: Local) -> None:
 def test_tokens_api_lifecycle(local: Local) -> None:
     local.create_datasource("events", "a Int32 `json:$.a`")
     client = local.client
-    created = client.post("/v0/tokens", params={"name": "tracker", "scope": "DATASOURCES:APPEND:events"},
-                          headers=local.auth())
+    created = client.post(
+        "/v0/tokens", params={"name": "tracker", "scope": "DATASOURCES:APPEND:events"}, headers=local.auth()
+    )
     assert created.status_code == 200, created.text
     body = created.json()
     assert body["name"] == "tracker"
@@ -116,13 +119,17 @@ def test_tokens_api_lifecycle(local: Local) -> None:
     assert body["origin"] == {"type": "C"} and body["host"] == "local"
     assert _payload(body["token"])["id"] == body["id"]
     # JSON body form, scope as a list, singular alias.
-    reader = client.post("/v0/tokens/", json={"name": "reader", "description": "d",
-                                              "scope": ["DATASOURCE:READ:events", "PIPES:READ:p"]},
-                         headers=local.auth())
+    reader = client.post(
+        "/v0/tokens/",
+        json={"name": "reader", "description": "d", "scope": ["DATASOURCE:READ:events", "PIPES:READ:p"]},
+        headers=local.auth(),
+    )
     assert reader.status_code == 200, reader.text
     assert reader.json()["description"] == "d"
     # Duplicate name → 400; unknown data source → 400; invalid scope → 400.
-    assert client.post("/v0/tokens", params={"name": "tracker", "scope": "ADMIN"}, headers=local.auth()).status_code == 400
+    assert (
+        client.post("/v0/tokens", params={"name": "tracker", "scope": "ADMIN"}, headers=local.auth()).status_code == 400
+    )
     unknown = client.post("/v0/tokens", params={"name": "x", "scope": "DATASOURCES:READ:nope"}, headers=local.auth())
     assert unknown.status_code == 400 and "nope" in unknown.json()["error"]
     assert client.post("/v0/tokens", params={"name": "y", "scope": "GOD"}, headers=local.auth()).status_code == 400
@@ -130,8 +137,9 @@ def test_tokens_api_lifecycle(local: Local) -> None:
     assert client.get("/v0/tokens/tracker", headers=local.auth()).json()["id"] == body["id"]
     assert client.get(f"/v0/tokens/{body['id']}", headers=local.auth()).json()["name"] == "tracker"
     # PUT replaces scopes (form body, as the CLI sends for long URLs).
-    updated = client.put("/v0/tokens/tracker", data={"scope": ["DATASOURCES:READ:events"], "description": "new"},
-                         headers=local.auth())
+    updated = client.put(
+        "/v0/tokens/tracker", data={"scope": ["DATASOURCES:READ:events"], "description": "new"}, headers=local.auth()
+    )
     assert updated.status_code == 200
     assert updated.json()["scopes"] == [{"type": "DATASOURCES:READ", "resource": "events"}]
     assert updated.json()["description"] == "new"
@@ -151,8 +159,12 @@ def test_tokens_api_needs_tokens_or_admin_scope(local: Local) -> None:
     appender = local.create_token("appender", "DATASOURCES:APPEND:events")
     manager = local.create_token("manager", "TOKENS")
     assert local.client.get("/v0/tokens", headers=local.auth(appender)).status_code == 403
-    assert local.client.post("/v0/tokens", params={"name": "z", "scope": "ADMIN"},
-                             headers=local.auth(appender)).status_code == 403
+    assert (
+        local.client.post(
+            "/v0/tokens", params={"name": "z", "scope": "ADMIN"}, headers=local.auth(appender)
+        ).status_code
+        == 403
+    )
     assert local.client.get("/v0/tokens", headers=local.auth(manager)).status_code == 200
 
 

@@ -6,8 +6,9 @@ from tests.http.conftest import Local
 
 
 def test_default_workspace_listed_with_admin_token(local: Local) -> None:
-    body = local.client.get("/v1/user/workspaces", params={"with_organization": "true"},
-                            headers=local.auth(local.user)).json()
+    body = local.client.get(
+        "/v1/user/workspaces", params={"with_organization": "true"}, headers=local.auth(local.user)
+    ).json()
     assert body["organization_id"]
     assert [w["name"] for w in body["workspaces"]] == ["Tinybird_Local_Testing"]
     assert body["workspaces"][0]["token"] == local.admin

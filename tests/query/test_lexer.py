@@ -110,11 +110,12 @@ def test_heredoc_tag_must_be_a_word() -> None:
         ("1_000", [(TokenKind.NUMBER, "1_000")]),
         (".5", [(TokenKind.NUMBER, ".5")]),
         ("1abc", [(TokenKind.BARE_WORD, "1abc")]),
-        ("t.1.2", [(TokenKind.BARE_WORD, "t"), (TokenKind.PUNCTUATION, "."), (TokenKind.NUMBER, "1")]
-         + [(TokenKind.PUNCTUATION, "."), (TokenKind.NUMBER, "2")]),
+        ("t.1.2", [(TokenKind.BARE_WORD, "t"), (TokenKind.PUNCTUATION, "."), (TokenKind.NUMBER, "1"),
+                   (TokenKind.PUNCTUATION, "."), (TokenKind.NUMBER, "2")]),
         ("a->b", [(TokenKind.BARE_WORD, "a"), (TokenKind.PUNCTUATION, "->"), (TokenKind.BARE_WORD, "b")]),
         ("a<=>b", [(TokenKind.BARE_WORD, "a"), (TokenKind.PUNCTUATION, "<=>"), (TokenKind.BARE_WORD, "b")]),
-        ("a::Int8", [(TokenKind.BARE_WORD, "a"), (TokenKind.PUNCTUATION, "::"), (TokenKind.BARE_WORD, "Int8")]),
+        ("a::Int8", [(TokenKind.BARE_WORD, "a"), (TokenKind.PUNCTUATION, "::"),
+                     (TokenKind.BARE_WORD, "Int8")]),
         ("$x", [(TokenKind.BARE_WORD, "$x")]),
     ],
 )  # fmt: skip
@@ -134,6 +135,8 @@ def test_unicode_whitespace_and_minus() -> None:
 
 def test_token_helpers() -> None:
     token = Token(TokenKind.BARE_WORD, "select", 0)
-    assert token.is_word("SELECT") and token.is_identifier and token.significant
+    assert token.is_word("SELECT")
+    assert token.is_identifier
+    assert token.significant
     assert not Token(TokenKind.COMMENT, "-- x", 0).significant
     assert Token(TokenKind.PUNCTUATION, "(", 0).is_punct("(")

@@ -122,8 +122,11 @@ def test_format_helpers() -> None:
     [
         (Decimal("1705314600.123456789"), 0, 1705314600_123456789),
         (Decimal("1705314600.1234567899"), 0, 1705314600_123456789),  # floor, never rounded up
-        (Decimal("1.9999999999999999999999999999999999999999999999999999999999999999999999999999999"), 0,
-         1_999_999_999),
+        (
+            Decimal("1.9999999999999999999999999999999999999999999999999999999999999999999999999999999"),
+            0,
+            1_999_999_999,
+        ),
         (Decimal("-0.5"), 0, -500_000_000),
         (Decimal("-0.0000000001"), 0, -1),  # floor of a negative below 1 ns
         (Decimal("0.0000000001"), 0, 0),
@@ -135,7 +138,7 @@ def test_format_helpers() -> None:
         (Decimal("1E+17"), 0, None),
         (Decimal("1E+999"), 0, None),
     ],
-)  # fmt: skip
+)
 def test_decimal_to_nanos(value: Decimal, shift: int, expected: int | None) -> None:
     assert decimal_to_nanos(value, shift) == expected
 

@@ -165,8 +165,7 @@ def test_schema_errors(text: str, message: str) -> None:
 
 def test_json_typed_rule_accepts_defaults_and_nullables() -> None:
     cols = parse_schema(
-        "a Int32 `json:$.a`, b Nullable(Int32), c Int32 DEFAULT 0, d Int32 MATERIALIZED a + 1,"
-        " e Int32 ALIAS a"
+        "a Int32 `json:$.a`, b Nullable(Int32), c Int32 DEFAULT 0, d Int32 MATERIALIZED a + 1, e Int32 ALIAS a"
     )
     assert [c.jsonpath for c in cols] == ["$.a", None, None, None, None]
 

@@ -57,8 +57,7 @@ def test_flock_analytics_events() -> None:
         ttl="timestamp + toIntervalDay(60)",
     )
     assert engine_sql(ds.engine, ds.columns) == (
-        "ENGINE = MergeTree PARTITION BY toYYYYMM(timestamp) ORDER BY timestamp"
-        " TTL timestamp + toIntervalDay(60)"
+        "ENGINE = MergeTree PARTITION BY toYYYYMM(timestamp) ORDER BY timestamp TTL timestamp + toIntervalDay(60)"
     )
     rendered = render_datasource_file(ds.description, ds.columns, ds.engine, ds.tokens, ds.tags, ds.indexes)
     assert parse_datasource_file(rendered) == ds
@@ -196,9 +195,7 @@ _TOKEN = st.tuples(
     st.from_regex(r"[A-Za-z0-9_][A-Za-z0-9_ .-]{0,20}", fullmatch=True), st.sampled_from(["READ", "APPEND"])
 )
 _TAG = st.from_regex(r"[A-Za-z0-9_][A-Za-z0-9_ -]{0,10}[A-Za-z0-9_]|[A-Za-z0-9_]", fullmatch=True)
-_INDEX = st.sampled_from(
-    ["i1 a TYPE minmax GRANULARITY 1", "i2 (a, b) TYPE bloom_filter(0.01) GRANULARITY 4"]
-)
+_INDEX = st.sampled_from(["i1 a TYPE minmax GRANULARITY 1", "i2 (a, b) TYPE bloom_filter(0.01) GRANULARITY 4"])
 
 
 @st.composite
@@ -207,9 +204,7 @@ def engines(draw: st.DrawFn, cols: list[Column]) -> EngineSpec:
     key = draw(st.one_of(st.none(), st.lists(st.sampled_from(names), min_size=1, max_size=3, unique=True)))
     sorting_key = ", ".join(f"`{n}`" for n in key) if key else None
     return EngineSpec(
-        draw(
-            st.sampled_from(["MergeTree", "ReplacingMergeTree", "SummingMergeTree", "AggregatingMergeTree"])
-        ),
+        draw(st.sampled_from(["MergeTree", "ReplacingMergeTree", "SummingMergeTree", "AggregatingMergeTree"])),
         sorting_key=sorting_key,
         partition_key=draw(st.one_of(st.none(), st.just("toYear(now())"))),
         ttl=draw(st.one_of(st.none(), st.just("toDate(now()) + toIntervalDay(1)"))),

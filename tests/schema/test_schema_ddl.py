@@ -41,9 +41,7 @@ def session() -> Iterator[Any]:
 def create(session: Any, cols: list[Column], spec: EngineSpec) -> str:
     name = f"t{next(_counter)}"
     session.query(f"CREATE TABLE {name} ({', '.join(c.sql() for c in cols)}) {engine_sql(spec, cols)}")
-    return str(
-        session.query(f"SELECT engine_full FROM system.tables WHERE name = '{name}'", "TSVRaw")
-    ).strip()
+    return str(session.query(f"SELECT engine_full FROM system.tables WHERE name = '{name}'", "TSVRaw")).strip()
 
 
 def test_flock_tables(session: Any) -> None:

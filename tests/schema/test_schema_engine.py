@@ -88,9 +88,7 @@ def test_with_defaults_fills_only_what_is_missing() -> None:
         (EngineSpec("AggregatingMergeTree", sorting_key="(name)"), "AggregatingMergeTree ORDER BY (name)"),
         (EngineSpec("Null"), "Null"),
         (
-            EngineSpec(
-                sorting_key="ts", ttl="ts + INTERVAL 1 DAY DELETE WHERE sign = 1, ts + INTERVAL 2 DAY"
-            ),
+            EngineSpec(sorting_key="ts", ttl="ts + INTERVAL 1 DAY DELETE WHERE sign = 1, ts + INTERVAL 2 DAY"),
             "MergeTree ORDER BY ts TTL ts + INTERVAL 1 DAY DELETE WHERE sign = 1, ts + INTERVAL 2 DAY",
         ),
         (

@@ -211,9 +211,7 @@ _LEAF = st.one_of(
     st.builds(lambda t: ChType("LowCardinality", (t,)), _LC_BASE),
     st.builds(lambda t: ChType("LowCardinality", (ChType("Nullable", (t,)),)), _LC_BASE),
 )
-_MAP_KEY = st.sampled_from(
-    [ChType("String"), ChType("UInt32"), ChType("LowCardinality", (ChType("String"),))]
-)
+_MAP_KEY = st.sampled_from([ChType("String"), ChType("UInt32"), ChType("LowCardinality", (ChType("String"),))])
 INGESTIBLE = st.recursive(
     _LEAF,
     lambda inner: st.one_of(
