@@ -69,9 +69,7 @@ class Wal:
             raise
         self._syncer: threading.Thread | None = None
         if fsync == "interval":
-            self._syncer = threading.Thread(
-                target=self._c.run_interval, name="birdhouse-wal-sync", daemon=True
-            )
+            self._syncer = threading.Thread(target=self._c.run_interval, name="birdhouse-wal-sync", daemon=True)
             self._syncer.start()
 
     def append(self, payload: bytes) -> Ticket:

@@ -56,9 +56,7 @@ def test_concurrent_syncs_share_fdatasyncs(wal_dir: Path) -> None:
         assert mine == [b"%02d:%04d" % (n, i) for i in range(PER_THREAD)]
 
 
-def test_a_sync_covers_records_written_before_it_began_only(
-    wal_dir: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_a_sync_covers_records_written_before_it_began_only(wal_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """While a leader's fdatasync runs, later records wait for the next one."""
     real = os.fdatasync
     in_sync = threading.Event()

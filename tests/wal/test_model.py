@@ -81,9 +81,7 @@ class WalMachine(RuleBasedStateMachine):
         seq = int(path.name.split(".")[0])
         size = path.stat().st_size
         # The header is fdatasync'd when a segment is created, so it is "synced" too.
-        floor = max(
-            [HEADER_SIZE] + [t.offset for p, t in self.tickets.items() if t.seq == seq and p in self.synced]
-        )
+        floor = max([HEADER_SIZE] + [t.offset for p, t in self.tickets.items() if t.seq == seq and p in self.synced])
         cut = data.draw(st.integers(min_value=min(floor, size), max_value=size), label="cut")
         garbage = data.draw(st.binary(max_size=30), label="garbage")
         os.truncate(path, cut)
