@@ -52,9 +52,14 @@ def create_app(settings: Settings, *, local_mode: bool = True) -> Starlette:
                 settings.server.host,
             )
         app.state.runtime = runtime
+        runtime.flusher.start()
         try:
             yield
         finally:
+            # Stop taking events, deliver what is pending within the grace
+            # period; whatever is left stays in the WAL for the next start.
+            runtime.accepting = False
+            await runtime.flusher.stop(settings.server.shutdown_grace_s)
             await run_in_threadpool(runtime.close)
 
     return Starlette(

@@ -72,6 +72,35 @@ class EventsSettings:
 
 
 @dataclass(frozen=True)
+class WalSettings:
+    # always: group-commit fdatasync before 202 (default); interval: a shared
+    # fsync every interval_ms; off: dev only, 202 means "in the page cache".
+    fsync: str = "always"
+    interval_ms: int = 50
+    max_bytes: int = 10737418240
+    segment_max_bytes: int = 33554432
+
+
+@dataclass(frozen=True)
+class FlushSettings:
+    interval_ms: int = 1000
+    max_rows: int = 100000
+    max_bytes: int = 33554432
+    # A wait=true request waits this long for others to join its flush.
+    wait_coalesce_ms: int = 20
+    backend_down_deadline_s: float = 300.0
+    retry_initial_ms: int = 100
+    retry_max_ms: int = 30000
+
+
+@dataclass(frozen=True)
+class DedupSettings:
+    idempotency_header: bool = True
+    body_hash: bool = False
+    window_s: int = 18000
+
+
+@dataclass(frozen=True)
 class LimitsSettings:
     max_datasources_per_workspace: int = 0
     max_name_length: int = 255
@@ -92,6 +121,9 @@ class Settings:
     local: LocalSettings = field(default_factory=LocalSettings)
     compat: CompatSettings = field(default_factory=CompatSettings)
     events: EventsSettings = field(default_factory=EventsSettings)
+    wal: WalSettings = field(default_factory=WalSettings)
+    flush: FlushSettings = field(default_factory=FlushSettings)
+    dedup: DedupSettings = field(default_factory=DedupSettings)
     limits: LimitsSettings = field(default_factory=LimitsSettings)
     sql: SqlSettings = field(default_factory=SqlSettings)
 

@@ -18,7 +18,9 @@ from birdhouse.catalog.models import Token, Workspace, new_uuid
 from birdhouse.catalog.secret import load_or_create_secret
 from birdhouse.catalog.tokens import USER, Scope
 from birdhouse.config import Settings
+from birdhouse.pipeline.flusher import Flusher
 from birdhouse.pipeline.ingest import Ingestor
+from birdhouse.wal import Wal
 
 log = logging.getLogger("birdhouse")
 
@@ -32,11 +34,18 @@ class Runtime:
     catalog: Catalog
     # `birdhouse local` serves GET /tokens; `birdhouse serve` never does.
     local: bool
+    wal: Wal
     ingestor: Ingestor
+    flusher: Flusher
+    # False once shutdown began: new events get 503 (SPEC §8.2 SIGTERM).
+    accepting: bool = True
     extras: dict[str, Any] = field(default_factory=dict)
 
     def close(self) -> None:
-        self.backend.close()
+        try:
+            self.wal.close()
+        finally:
+            self.backend.close()
 
     # Local-compatibility helpers (SPEC §10.4) --------------------------------
 
@@ -88,9 +97,38 @@ def open_runtime(settings: Settings, local: bool) -> Runtime:
         secret = load_or_create_secret(settings.data_path, settings.auth.token_secret)
         catalog = Catalog(backend, secret, settings.server.region, settings.storage.catalog_database)
         catalog.open()
-        runtime = Runtime(settings=settings, backend=backend, catalog=catalog, local=local, ingestor=Ingestor(backend))
-        _bootstrap(runtime)
+        _check_wal_mode(settings)
+        wal = Wal(
+            settings.data_path / "wal",
+            fsync=settings.wal.fsync,  # type: ignore[arg-type]
+            interval_ms=settings.wal.interval_ms,
+            max_bytes=settings.wal.max_bytes,
+            segment_max_bytes=settings.wal.segment_max_bytes,
+        )
     except BaseException:
         backend.close()
         raise
+    try:
+        flusher = Flusher(wal, backend, catalog, settings.flush, settings.data_path / "deadletter")
+        runtime = Runtime(
+            settings=settings,
+            backend=backend,
+            catalog=catalog,
+            local=local,
+            wal=wal,
+            ingestor=Ingestor(wal),
+            flusher=flusher,
+        )
+        _bootstrap(runtime)
+    except BaseException:
+        wal.close()
+        backend.close()
+        raise
     return runtime
+
+
+def _check_wal_mode(settings: Settings) -> None:
+    if settings.wal.fsync not in ("always", "interval", "off"):
+        raise ValueError(f"wal.fsync must be always, interval or off, not {settings.wal.fsync!r}")
+    if settings.wal.fsync == "off":
+        log.warning("wal.fsync=off: a 202 only means the rows reached the page cache (development only)")

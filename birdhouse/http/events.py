@@ -24,7 +24,10 @@ from birdhouse.catalog.access import AuthError, Principal
 from birdhouse.catalog.models import DataSource
 from birdhouse.http.auth import presented_token, runtime
 from birdhouse.http.compression import BodyError, decode, encoding_of, read_wire
+from birdhouse.pipeline.deliver import Transient, insert_quarantine
+from birdhouse.pipeline.records import AcceptedBatch
 from birdhouse.schema.columns import is_json_typed
+from birdhouse.wal import WalError
 
 log = logging.getLogger("birdhouse.events")
 
@@ -150,27 +153,48 @@ async def ingest(request: Request) -> Response:
             body = json_document_to_ndjson(body)
         wait = (request.query_params.get("wait") or "").lower() == "true"
         details = (request.query_params.get("quarantine_details") or "").lower() == "true"
-        ingestor = rt.ingestor
-        converted = await run_in_threadpool(ingestor.convert, datasource, body, details)
+        converted = await run_in_threadpool(rt.ingestor.convert, datasource, body, details)
+        shown = converted.details if details else None
+        if not converted.successful_rows and not converted.quarantined_rows:
+            return _success(200 if wait else 202, 0, 0, shown, cors)
         assert principal.workspace is not None
+        unavailable = {"Retry-After": str(settings.retry_after_503_s)}
+        if not rt.accepting or rt.flusher.backend_down_for() > rt.settings.flush.backend_down_deadline_s:
+            raise EventsError(503, UNAVAILABLE, unavailable)
+        request_id = uuid.uuid4().hex
         try:
-            await run_in_threadpool(ingestor.write, principal.workspace, datasource, converted)
-        except BackendError as exc:
-            log.warning("insert into %s failed: %s", datasource.name, exc.message)
-            raise EventsError(503, UNAVAILABLE, {"Retry-After": str(settings.retry_after_503_s)}) from None
-        return _success(
-            200 if wait else 202,
-            converted.successful_rows,
-            converted.quarantined_rows,
-            converted.details if details else None,
-            cors,
-        )
+            ticket, batch = await run_in_threadpool(
+                rt.ingestor.accept, principal.workspace, datasource, converted, request_id
+            )
+        except WalError as exc:
+            log.warning("WAL refused a batch for %s: %s", datasource.name, exc)
+            raise EventsError(503, UNAVAILABLE, unavailable) from None
+        # Accepted: from here on only 2xx (or E21/E22), never a "retry" status.
+        rt.flusher.note(converted.successful_rows + converted.quarantined_rows, len(batch.rows) + len(batch.quarantine))
+        if converted.quarantined_rows:
+            # The tb CLI reads <ds>_quarantine right after the response (SPEC §8.2).
+            await _insert_quarantine_now(request, batch)
+        status = 202
+        if wait:
+            outcome = await rt.flusher.wait_delivered(ticket, request_id, settings.wait_timeout_ms / 1000)
+            if outcome is not None and outcome.committed:
+                status = 200
+        return _success(status, converted.successful_rows, converted.quarantined_rows, shown, cors)
     except EventsError as exc:
         return _text(exc.status, exc.message, {**cors, **exc.headers})
     except Exception:
         reference = uuid.uuid4().hex[:12]
         log.exception("unexpected error in /v0/events (ref %s)", reference)
         return _text(500, f"Internal server error, no data ingested (ref {reference})", cors)
+
+
+async def _insert_quarantine_now(request: Request, batch: AcceptedBatch) -> None:
+    rt = runtime(request)
+    try:
+        await run_in_threadpool(insert_quarantine, rt.backend, rt.catalog, batch)
+    except (BackendError, Transient) as exc:
+        # Still accepted: the flush inserts them (same dedup token).
+        log.warning("early quarantine insert failed, the flush will retry: %s", exc)
 
 
 async def preflight(request: Request) -> Response:

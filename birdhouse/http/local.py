@@ -36,6 +36,8 @@ async def health(request: Request) -> Response:
         await run_in_threadpool(rt.backend.query, "SELECT 1", "TSVRaw")
     except BackendError as exc:
         return JSONResponse({"status": "error", "error": exc.message}, status_code=503)
+    if not rt.flusher.ready:
+        return JSONResponse({"status": "replaying", "error": "delivering the write-ahead log"}, status_code=503)
     return JSONResponse({"status": "ok"})
 
 

@@ -1,38 +1,28 @@
-"""From a decoded request body to rows in the backend.
+"""From a decoded request body to an accepted, durable batch.
 
-Conversion is compiled once per data source schema and cached. The
-:class:`Ingestor` inserts a request's good rows into the landing table and its
-quarantine rows into ``<ds>_quarantine``, each with its own dedup token so a
-retried insert of the same block is a no-op in the engine.
+Conversion is compiled once per data source schema and cached. Acceptance
+(SPEC §1.4 step 11) is one WAL record holding the request's good rows and
+quarantine rows, fsync'd by group commit before :meth:`Ingestor.accept`
+returns; only then may the HTTP layer answer 202.
 
-Success of :meth:`Ingestor.ingest` means the backend committed both blocks;
-it does *not* mean materialized views downstream succeeded (they run inside
-the landing insert and fail it when they fail).
+Success of :meth:`Ingestor.accept` means the rows survive a crash of this
+process; it does *not* mean they are in the backend yet (the flusher does
+that) nor that they survive the loss of this node's disk.
 """
 
 from __future__ import annotations
 
 import threading
-import uuid
-from dataclasses import dataclass, field
-from typing import Any
 
-from birdhouse.backends import Backend
-from birdhouse.catalog.datasources import table_ref
 from birdhouse.catalog.models import DataSource, Workspace
+from birdhouse.pipeline.records import AcceptedBatch, encode_batch
 from birdhouse.schema.convert import Converted, Converter
-
-
-@dataclass(frozen=True)
-class IngestResult:
-    successful_rows: int
-    quarantined_rows: int
-    details: list[dict[str, Any]] = field(default_factory=list)
+from birdhouse.wal import Ticket, Wal
 
 
 class Ingestor:
-    def __init__(self, backend: Backend) -> None:
-        self.backend = backend
+    def __init__(self, wal: Wal) -> None:
+        self.wal = wal
         self._converters: dict[tuple[str, str], Converter] = {}
         self._lock = threading.Lock()
 
@@ -51,21 +41,25 @@ class Ingestor:
     def convert(self, datasource: DataSource, body: bytes, details: bool) -> Converted:
         return self.converter(datasource).convert(body, details=details)
 
-    def write(self, workspace: Workspace, datasource: DataSource, converted: Converted) -> None:
-        """Insert both blocks. Raises BackendError when the backend refuses."""
-        token = uuid.uuid4().hex
-        if converted.successful_rows:
-            self.backend.insert(
-                table_ref(workspace, datasource.name),
-                converted.rows,
-                "JSONEachRow",
-                columns=converted.columns,
-                settings={"insert_deduplication_token": f"{token}-l"},
-            )
-        if converted.quarantined_rows:
-            self.backend.insert(
-                table_ref(workspace, datasource.quarantine_name),
-                converted.quarantine,
-                "JSONEachRow",
-                settings={"insert_deduplication_token": f"{token}-q"},
-            )
+    def accept(
+        self,
+        workspace: Workspace,
+        datasource: DataSource,
+        converted: Converted,
+        request_id: str,
+        dedup_key: str = "",
+    ) -> tuple[Ticket, AcceptedBatch]:
+        """Append the batch to the WAL and wait for its group commit.
+        Raises WalError (→ 503) when the WAL cannot take it."""
+        batch = AcceptedBatch(
+            request_id=request_id,
+            workspace_id=workspace.id,
+            datasource_id=datasource.id,
+            columns=converted.columns,
+            rows=converted.rows,
+            quarantine=converted.quarantine,
+            successful_rows=converted.successful_rows,
+            quarantined_rows=converted.quarantined_rows,
+            dedup_key=dedup_key,
+        )
+        return self.wal.append_sync(encode_batch(batch)), batch

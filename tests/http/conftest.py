@@ -30,6 +30,12 @@ class Local:
         found: Runtime = self.client.app.state.runtime  # type: ignore[attr-defined]
         return found
 
+    def drain(self) -> None:
+        """Deliver every accepted row to the backend (202 means WAL, not table)."""
+        portal = self.client.portal
+        assert portal is not None
+        assert portal.call(self.runtime.flusher.drain)
+
     def auth(self, token: str | None = None) -> dict[str, str]:
         return {"Authorization": f"Bearer {token or self.admin}"}
 

@@ -24,6 +24,7 @@ def events(local: Local) -> Local:
 
 
 def rows(local: Local, sql: str) -> list[dict[str, Any]]:
+    local.drain()
     ws = local.runtime.default_workspace()
     assert ws is not None
     body = local.runtime.backend.query(sql.replace("{db}", f"`{ws.database}`"), "JSONEachRow").body

@@ -40,8 +40,8 @@ def test_default_format_is_json_with_meta_data_rows_statistics(filled: Local) ->
 @pytest.mark.parametrize(
     ("fmt", "content_type", "expected"),
     [
-        ("CSV", "text/csv", "1,\"x\"\n"),
-        ("CSVWithNames", "text/csv", "\"a\",\"s\"\n1,\"x\"\n"),
+        ("CSV", "text/csv", '1,"x"\n'),
+        ("CSVWithNames", "text/csv", '"a","s"\n1,"x"\n'),
         ("TSV", "text/plain", "1\tx\n"),
         ("TabSeparated", "text/plain", "1\tx\n"),
         ("JSONEachRow", "application/x-ndjson", '{"a":1,"s":"x"}\n'),

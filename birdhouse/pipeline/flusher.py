@@ -1,0 +1,218 @@
+"""The flusher: seals WAL segments and delivers them, one task per node.
+
+Triggers (SPEC §8.2): the oldest pending row is older than
+``flush.interval_ms``; pending rows or bytes reach ``flush.max_rows`` /
+``flush.max_bytes``; a ``wait=true`` request asks (after
+``flush.wait_coalesce_ms``, so concurrent waiters share one flush). There is
+no timer thread and no polling: the task sleeps on an event with a deadline.
+
+Segments are delivered strictly in order and deleted only after delivery
+(DESIGN invariant 2). A transient backend failure keeps the segment and
+retries with exponential backoff, indefinitely; waiting requests then time
+out into a 202 (their rows are durable), never a false 200.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from starlette.concurrency import run_in_threadpool
+
+from birdhouse.backends import Backend
+from birdhouse.catalog.catalog import Catalog
+from birdhouse.config import FlushSettings
+from birdhouse.pipeline.deliver import Delivery, Transient, deliver_segment
+from birdhouse.wal import Ticket, Wal
+
+log = logging.getLogger("birdhouse.flush")
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """How a waited-for request ended: committed, or moved to dead-letter."""
+
+    committed: bool
+    error: str = ""
+
+
+class Flusher:
+    def __init__(
+        self,
+        wal: Wal,
+        backend: Backend,
+        catalog: Catalog,
+        settings: FlushSettings,
+        dead_letter_dir: Path,
+        on_delivery: Callable[[Delivery], None] | None = None,
+    ) -> None:
+        self.wal = wal
+        self.backend = backend
+        self.catalog = catalog
+        self.settings = settings
+        self.dead_letter_dir = dead_letter_dir
+        self.on_delivery = on_delivery
+        self._pending_rows = 0
+        self._pending_bytes = 0
+        self._oldest: float | None = None
+        # Every segment with seq <= this has been delivered. Segments are
+        # delivered in order and seqs are never reused, so a ticket in segment
+        # S is delivered exactly when this reaches S.
+        self.flushed_through = 0
+        self._failed: dict[str, str] = {}
+        self._kick: asyncio.Event | None = None
+        self._progress: asyncio.Condition | None = None
+        self._task: asyncio.Task[None] | None = None
+        self._stopping = False
+        self.backend_down_since: float | None = None
+        self.flushes = 0
+        # Loop iterations begun / completed successfully: lets drain() wait
+        # for a flush that started after everything before it was accepted.
+        self._begun = 0
+        self._completed = 0
+        # Segments left by a previous run must be delivered before /v0/health
+        # says ready (recovery before readiness).
+        self.ready = not wal.sealed()
+
+    # ---------------------------------------------------------------- API
+
+    def start(self) -> None:
+        self._kick = asyncio.Event()
+        self._progress = asyncio.Condition()
+        self._task = asyncio.create_task(self._run(), name="birdhouse-flusher")
+        if self.wal.sealed():
+            self._kick.set()  # replay what a previous run left behind
+
+    def note(self, rows: int, nbytes: int) -> None:
+        """Account for an accepted request (called on the event loop)."""
+        self._pending_rows += rows
+        self._pending_bytes += nbytes
+        if self._oldest is None:
+            self._oldest = time.monotonic()
+        if self._pending_rows >= self.settings.max_rows or self._pending_bytes >= self.settings.max_bytes:
+            self.kick()
+
+    def kick(self) -> None:
+        if self._kick is not None:
+            self._kick.set()
+
+    def backend_down_for(self) -> float:
+        return 0.0 if self.backend_down_since is None else time.monotonic() - self.backend_down_since
+
+    async def wait_delivered(self, ticket: Ticket, request_id: str, timeout_s: float) -> Outcome | None:
+        """Ask for a prompt flush and wait until the request's segment was
+        delivered. None when the timeout elapsed first (rows stay durable)."""
+        assert self._progress is not None
+        self._wait_requested = True
+        self.kick()
+        deadline = time.monotonic() + timeout_s
+        async with self._progress:
+            while self.flushed_through < ticket.seq:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    return None
+                try:
+                    await asyncio.wait_for(self._progress.wait(), remaining)
+                except TimeoutError:
+                    return None
+        error = self._failed.pop(request_id, "")
+        return Outcome(committed=not error, error=error)
+
+    async def drain(self, timeout_s: float = 30.0) -> bool:
+        """Deliver everything accepted before this call. False on timeout."""
+        assert self._progress is not None
+        target = self._begun + 1
+        self.kick()
+        deadline = time.monotonic() + timeout_s
+        async with self._progress:
+            while self._completed < target:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    return False
+                try:
+                    await asyncio.wait_for(self._progress.wait(), remaining)
+                except TimeoutError:
+                    return False
+        return True
+
+    async def stop(self, grace_s: float) -> None:
+        """Deliver what is pending for up to ``grace_s``; the rest stays in the WAL."""
+        self._stopping = True
+        self.kick()
+        if self._task is None:
+            return
+        try:
+            await asyncio.wait_for(asyncio.shield(self._task), grace_s)
+        except TimeoutError:
+            log.warning("shutdown grace elapsed; undelivered segments stay in the WAL for the next start")
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+
+    # --------------------------------------------------------------- loop
+
+    _wait_requested = False
+
+    def _deadline(self) -> float | None:
+        if self._oldest is None:
+            return None
+        return self._oldest + self.settings.interval_ms / 1000 - time.monotonic()
+
+    async def _run(self) -> None:
+        assert self._kick is not None
+        backoff = self.settings.retry_initial_ms / 1000
+        while True:
+            timeout = self._deadline()
+            if not self._stopping and (timeout is None or timeout > 0):
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._kick.wait(), timeout)
+            self._kick.clear()
+            self._begun += 1
+            if self._wait_requested and not self._stopping:
+                self._wait_requested = False
+                await asyncio.sleep(self.settings.wait_coalesce_ms / 1000)
+            self._pending_rows = self._pending_bytes = 0
+            self._oldest = None
+            try:
+                await run_in_threadpool(self._flush_all)
+            except Transient as exc:
+                if self.backend_down_since is None:
+                    self.backend_down_since = time.monotonic()
+                log.warning("backend unavailable, retrying in %.1fs: %s", backoff, exc)
+                if self._stopping:
+                    return
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, self.settings.retry_max_ms / 1000)
+                self._kick.set()
+                continue
+            finally:
+                await self._notify()
+            self.backend_down_since = None
+            self.ready = True
+            self._completed = self._begun
+            await self._notify()
+            backoff = self.settings.retry_initial_ms / 1000
+            if self._stopping:
+                return
+
+    async def _notify(self) -> None:
+        assert self._progress is not None
+        async with self._progress:
+            self._progress.notify_all()
+
+    def _flush_all(self) -> None:
+        """Seal the active segment and deliver every sealed one, in order."""
+        self.wal.seal()
+        for seq in self.wal.sealed():
+            delivery = deliver_segment(self.backend, self.catalog, self.wal.read(seq), self.dead_letter_dir)
+            self.wal.delete(seq)
+            self._failed.update(delivery.failed)
+            self.flushed_through = seq
+            self.flushes += 1
+            if self.on_delivery is not None:
+                self.on_delivery(delivery)
