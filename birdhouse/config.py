@@ -79,6 +79,9 @@ class WalSettings:
     interval_ms: int = 50
     max_bytes: int = 10737418240
     segment_max_bytes: int = 33554432
+    # Test-only negative control for the crash harness: answer 202 first and
+    # write the WAL 300 ms later, so a kill -9 loses acknowledged rows.
+    unsafe_ack_before_write: bool = False
 
 
 @dataclass(frozen=True)

@@ -18,6 +18,7 @@ from birdhouse.catalog.models import Token, Workspace, new_uuid
 from birdhouse.catalog.secret import load_or_create_secret
 from birdhouse.catalog.tokens import USER, Scope
 from birdhouse.config import Settings
+from birdhouse.pipeline.dedup import DedupIndex
 from birdhouse.pipeline.flusher import Flusher
 from birdhouse.pipeline.ingest import Ingestor
 from birdhouse.wal import Wal
@@ -37,6 +38,7 @@ class Runtime:
     wal: Wal
     ingestor: Ingestor
     flusher: Flusher
+    dedup: DedupIndex
     # False once shutdown began: new events get 503 (SPEC §8.2 SIGTERM).
     accepting: bool = True
     extras: dict[str, Any] = field(default_factory=dict)
@@ -109,7 +111,9 @@ def open_runtime(settings: Settings, local: bool) -> Runtime:
         backend.close()
         raise
     try:
-        flusher = Flusher(wal, backend, catalog, settings.flush, settings.data_path / "deadletter")
+        dedup = DedupIndex(backend, settings.storage.catalog_database, settings.dedup.window_s)
+        dedup.open(wal)
+        flusher = Flusher(wal, backend, catalog, settings.flush, settings.data_path / "deadletter", dedup=dedup)
         runtime = Runtime(
             settings=settings,
             backend=backend,
@@ -118,6 +122,7 @@ def open_runtime(settings: Settings, local: bool) -> Runtime:
             wal=wal,
             ingestor=Ingestor(wal),
             flusher=flusher,
+            dedup=dedup,
         )
         _bootstrap(runtime)
     except BaseException:

@@ -22,3 +22,7 @@ def backend(tmp_path: Path) -> Iterator[Backend]:
         yield opened
     finally:
         opened.close()
+
+
+# App fixtures shared by tests/http, tests/pipeline and others.
+from tests.apps import local, make_local  # noqa: E402, F401

@@ -4,6 +4,7 @@ need the whole stack (CLI, granian, real clients)."""
 from __future__ import annotations
 
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -21,8 +22,8 @@ def free_port() -> int:
 
 
 class LocalServer:
-    def __init__(self, data_dir: Path, *extra: str) -> None:
-        self.port = free_port()
+    def __init__(self, data_dir: Path, *extra: str, env: dict[str, str] | None = None, port: int | None = None) -> None:
+        self.port = port or free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.log_path = data_dir.parent / f"server-{self.port}.log"
         self._log = log = self.log_path.open("wb")
@@ -30,7 +31,10 @@ class LocalServer:
             [sys.executable, "-m", "birdhouse", "local", "--port", str(self.port), "--data-dir", str(data_dir), *extra],
             stdout=log,
             stderr=subprocess.STDOUT,
-            env={**os.environ, "PYTHONUNBUFFERED": "1"},
+            env={**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})},
+            # Its own process group: granian runs the app in a worker child,
+            # and a kill must reach both.
+            start_new_session=True,
         )
         self._wait_ready()
         self.tokens: dict[str, str] = httpx.get(f"{self.url}/tokens").json()
@@ -53,12 +57,18 @@ class LocalServer:
     def admin(self) -> str:
         return self.tokens["workspace_admin_token"]
 
+    def kill(self) -> None:
+        """SIGKILL: no shutdown, no flush, nothing the process can react to."""
+        os.killpg(self.process.pid, signal.SIGKILL)
+        self.process.wait()
+        self._log.close()
+
     def stop(self) -> None:
         if self.process.poll() is None:
             self.process.terminate()
             try:
                 self.process.wait(timeout=30)
             except subprocess.TimeoutExpired:
-                self.process.kill()
+                os.killpg(self.process.pid, signal.SIGKILL)
                 self.process.wait()
         self._log.close()

@@ -46,6 +46,22 @@ class Capabilities:
     bool_type: bool = True
     lightweight_delete: bool = True
     explain_ast: bool = True
+    # Appended for the ClickHouse server backend (older servers lack these).
+    # ``{name:Type}`` placeholders bound from ``params``.
+    query_params: bool = True
+    # LowCardinality exists but only behind allow_experimental_low_cardinality_type
+    # (the backend adds that flag to DDL itself).
+    low_cardinality_flag: bool = False
+    # The MergeTree table setting non_replicated_deduplication_window.
+    dedup_window: bool = True
+    # Table-level TTL clauses in CREATE TABLE.
+    ttl: bool = True
+    # The backend keeps its own delivered-token ledger because the engine has
+    # no insert_deduplication_token; replays are exactly-once either way.
+    token_ledger: bool = False
+    # Type family names the engine lists (system.data_type_families); empty
+    # means not detected, so every type SPEC §4.2 admits is assumed present.
+    data_types: frozenset[str] = frozenset()
 
 
 @dataclass(frozen=True)

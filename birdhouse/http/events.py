@@ -9,9 +9,11 @@ Everything before the backend accepted the rows stores nothing.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import re
 import uuid
+from dataclasses import dataclass
 
 import msgspec
 from starlette.concurrency import run_in_threadpool
@@ -21,13 +23,16 @@ from starlette.routing import Route
 
 from birdhouse.backends import BackendError
 from birdhouse.catalog.access import AuthError, Principal
-from birdhouse.catalog.models import DataSource
+from birdhouse.catalog.models import DataSource, Workspace
 from birdhouse.http.auth import presented_token, runtime
 from birdhouse.http.compression import BodyError, decode, encoding_of, read_wire
+from birdhouse.pipeline.dedup import Entry, body_key, idempotency_key
 from birdhouse.pipeline.deliver import Transient, insert_quarantine
 from birdhouse.pipeline.records import AcceptedBatch
+from birdhouse.runtime import Runtime
 from birdhouse.schema.columns import is_json_typed
-from birdhouse.wal import WalError
+from birdhouse.schema.convert import Converted
+from birdhouse.wal import Ticket, WalError
 
 log = logging.getLogger("birdhouse.events")
 
@@ -127,59 +132,142 @@ def json_document_to_ndjson(body: bytes) -> bytes:
     return b"\n".join(msgspec.json.encode(item) for item in items)
 
 
-async def ingest(request: Request) -> Response:
-    cors = cors_headers(request)
+@dataclass
+class Prepared:
+    """A request that passed every check before acceptance (SPEC §1.4 1–9)."""
+
+    workspace: Workspace
+    datasource: DataSource
+    body: bytes
+    wait: bool
+    details: bool
+
+
+async def _prepare(request: Request) -> Prepared:
+    settings = runtime(request).settings.events
+    principal = _authenticate(request)
+    name = (request.query_params.get("name") or "").strip()
+    if not name:
+        raise EventsError(400, "Missing 'name' parameter")
+    fmt = (request.query_params.get("format") or "ndjson").strip().lower()
+    if fmt not in FORMATS:
+        raise EventsError(501, f"Unimplemented format {request.query_params.get('format')}")
+    datasource = _resolve(request, principal, name)
+    try:
+        encoding = encoding_of(request.headers.get("content-encoding"))
+        length = request.headers.get("content-length")
+        if length is not None and length.isdigit() and int(length) > settings.max_request_bytes:
+            raise BodyError(413, f"Request Entity Too Large: body exceeds {settings.max_request_bytes} bytes")
+        wire = await read_wire(request.stream(), settings.max_request_bytes)
+        body = await run_in_threadpool(decode, wire, encoding, settings.max_decompressed_bytes)
+    except BodyError as exc:
+        raise EventsError(exc.status, exc.message) from None
+    if fmt == "json":
+        body = json_document_to_ndjson(body)
+    assert principal.workspace is not None
+    return Prepared(
+        workspace=principal.workspace,
+        datasource=datasource,
+        body=body,
+        wait=(request.query_params.get("wait") or "").lower() == "true",
+        details=(request.query_params.get("quarantine_details") or "").lower() == "true",
+    )
+
+
+def _dedup_key(request: Request, prepared: Prepared) -> str:
+    dedup = runtime(request).settings.dedup
+    header = request.headers.get("idempotency-key")
+    if dedup.idempotency_header and header:
+        return idempotency_key(prepared.workspace.id, prepared.datasource.id, header)
+    if dedup.body_hash:
+        return body_key(prepared.workspace.id, prepared.datasource.id, prepared.body)
+    return ""
+
+
+async def _answer_duplicate(request: Request, prepared: Prepared, entry: Entry, cors: dict[str, str]) -> Response:
+    rt = runtime(request)
+    status = 202
+    if prepared.wait:
+        if entry.seq == 0 or rt.flusher.flushed_through >= entry.seq:
+            status = 200
+        else:
+            outcome = await rt.flusher.wait_delivered(
+                Ticket(entry.seq, 0), entry.request_id, rt.settings.events.wait_timeout_ms / 1000
+            )
+            status = 200 if outcome is not None and outcome.committed else 202
+    headers = {**cors, "X-Birdhouse-Deduplicated": "true"}
+    return _success(status, entry.successful_rows, entry.quarantined_rows, None, headers)
+
+
+async def _accept(request: Request, prepared: Prepared, dedup_key: str, cors: dict[str, str]) -> Response:
     rt = runtime(request)
     settings = rt.settings.events
+    converted = await run_in_threadpool(rt.ingestor.convert, prepared.datasource, prepared.body, prepared.details)
+    shown = converted.details if prepared.details else None
+    if not converted.successful_rows and not converted.quarantined_rows:
+        return _success(200 if prepared.wait else 202, 0, 0, shown, cors)
+    unavailable = {"Retry-After": str(settings.retry_after_503_s)}
+    if not rt.accepting or rt.flusher.backend_down_for() > rt.settings.flush.backend_down_deadline_s:
+        raise EventsError(503, UNAVAILABLE, unavailable)
+    request_id = uuid.uuid4().hex
+    if rt.settings.wal.unsafe_ack_before_write:
+        _unsafe_accept_later(rt, prepared, converted, request_id)
+        return _success(202, converted.successful_rows, converted.quarantined_rows, shown, cors)
     try:
-        principal = _authenticate(request)
-        name = (request.query_params.get("name") or "").strip()
-        if not name:
-            raise EventsError(400, "Missing 'name' parameter")
-        fmt = (request.query_params.get("format") or "ndjson").strip().lower()
-        if fmt not in FORMATS:
-            raise EventsError(501, f"Unimplemented format {request.query_params.get('format')}")
-        datasource = _resolve(request, principal, name)
+        ticket, batch = await run_in_threadpool(
+            rt.ingestor.accept, prepared.workspace, prepared.datasource, converted, request_id, dedup_key
+        )
+    except WalError as exc:
+        log.warning("WAL refused a batch for %s: %s", prepared.datasource.name, exc)
+        raise EventsError(503, UNAVAILABLE, unavailable) from None
+    # Accepted: from here on only 2xx (or E21/E22), never a "retry" status.
+    if dedup_key:
+        rt.dedup.remember(batch, ticket.seq)
+    rt.flusher.note(converted.successful_rows + converted.quarantined_rows, len(batch.rows) + len(batch.quarantine))
+    if converted.quarantined_rows:
+        # The tb CLI reads <ds>_quarantine right after the response (SPEC §8.2).
+        await _insert_quarantine_now(request, batch)
+    status = 202
+    if prepared.wait:
+        outcome = await rt.flusher.wait_delivered(ticket, request_id, settings.wait_timeout_ms / 1000)
+        if outcome is not None and outcome.committed:
+            status = 200
+    return _success(status, converted.successful_rows, converted.quarantined_rows, shown, cors)
+
+
+_background: set[asyncio.Task[None]] = set()
+
+
+def _unsafe_accept_later(rt: Runtime, prepared: Prepared, converted: Converted, request_id: str) -> None:
+    """The crash harness's negative control (wal.unsafe_ack_before_write): the
+    rows reach the WAL only after the answer, so a kill -9 can lose them."""
+
+    async def later() -> None:
+        await asyncio.sleep(0.3)
+        await run_in_threadpool(rt.ingestor.accept, prepared.workspace, prepared.datasource, converted, request_id)
+        rt.flusher.note(converted.successful_rows, len(converted.rows))
+
+    task = asyncio.create_task(later())
+    _background.add(task)
+    task.add_done_callback(_background.discard)
+
+
+async def ingest(request: Request) -> Response:
+    cors = cors_headers(request)
+    try:
+        prepared = await _prepare(request)
+        dedup_key = _dedup_key(request, prepared)
+        if not dedup_key:
+            return await _accept(request, prepared, "", cors)
+        index = runtime(request).dedup
+        await index.reserve(dedup_key)
         try:
-            encoding = encoding_of(request.headers.get("content-encoding"))
-            length = request.headers.get("content-length")
-            if length is not None and length.isdigit() and int(length) > settings.max_request_bytes:
-                raise BodyError(413, f"Request Entity Too Large: body exceeds {settings.max_request_bytes} bytes")
-            wire = await read_wire(request.stream(), settings.max_request_bytes)
-            body = await run_in_threadpool(decode, wire, encoding, settings.max_decompressed_bytes)
-        except BodyError as exc:
-            raise EventsError(exc.status, exc.message) from None
-        if fmt == "json":
-            body = json_document_to_ndjson(body)
-        wait = (request.query_params.get("wait") or "").lower() == "true"
-        details = (request.query_params.get("quarantine_details") or "").lower() == "true"
-        converted = await run_in_threadpool(rt.ingestor.convert, datasource, body, details)
-        shown = converted.details if details else None
-        if not converted.successful_rows and not converted.quarantined_rows:
-            return _success(200 if wait else 202, 0, 0, shown, cors)
-        assert principal.workspace is not None
-        unavailable = {"Retry-After": str(settings.retry_after_503_s)}
-        if not rt.accepting or rt.flusher.backend_down_for() > rt.settings.flush.backend_down_deadline_s:
-            raise EventsError(503, UNAVAILABLE, unavailable)
-        request_id = uuid.uuid4().hex
-        try:
-            ticket, batch = await run_in_threadpool(
-                rt.ingestor.accept, principal.workspace, datasource, converted, request_id
-            )
-        except WalError as exc:
-            log.warning("WAL refused a batch for %s: %s", datasource.name, exc)
-            raise EventsError(503, UNAVAILABLE, unavailable) from None
-        # Accepted: from here on only 2xx (or E21/E22), never a "retry" status.
-        rt.flusher.note(converted.successful_rows + converted.quarantined_rows, len(batch.rows) + len(batch.quarantine))
-        if converted.quarantined_rows:
-            # The tb CLI reads <ds>_quarantine right after the response (SPEC §8.2).
-            await _insert_quarantine_now(request, batch)
-        status = 202
-        if wait:
-            outcome = await rt.flusher.wait_delivered(ticket, request_id, settings.wait_timeout_ms / 1000)
-            if outcome is not None and outcome.committed:
-                status = 200
-        return _success(status, converted.successful_rows, converted.quarantined_rows, shown, cors)
+            entry = index.lookup(dedup_key)
+            if entry is not None:
+                return await _answer_duplicate(request, prepared, entry, cors)
+            return await _accept(request, prepared, dedup_key, cors)
+        finally:
+            index.release(dedup_key)
     except EventsError as exc:
         return _text(exc.status, exc.message, {**cors, **exc.headers})
     except Exception:

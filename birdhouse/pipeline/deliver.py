@@ -28,6 +28,7 @@ import msgspec
 from birdhouse.backends import Backend, BackendError, BackendUnavailable
 from birdhouse.catalog.catalog import Catalog
 from birdhouse.catalog.datasources import table_ref
+from birdhouse.pipeline.dedup import DedupIndex
 from birdhouse.pipeline.records import AcceptedBatch, decode_batch, landing_token, quarantine_token
 
 log = logging.getLogger("birdhouse.flush")
@@ -107,9 +108,16 @@ def _dead_letter(directory: Path, group: list[AcceptedBatch], error: str) -> Non
     log.error("rows of %d requests moved to %s: %s", len(group), path, error)
 
 
-def deliver_segment(backend: Backend, catalog: Catalog, payloads: list[bytes], dead_letter_dir: Path) -> Delivery:
+def deliver_segment(
+    backend: Backend,
+    catalog: Catalog,
+    payloads: list[bytes],
+    dead_letter_dir: Path,
+    dedup: DedupIndex | None = None,
+) -> Delivery:
     delivery = Delivery()
-    for group in _groups(decode_batch(p) for p in payloads):
+    batches = [decode_batch(p) for p in payloads]
+    for group in _groups(batches):
         first = group[0]
         workspace = catalog.workspaces.get(first.workspace_id)
         datasource = catalog.datasources.get(first.datasource_id)
@@ -141,4 +149,12 @@ def deliver_segment(backend: Backend, catalog: Catalog, payloads: list[bytes], d
             continue
         delivery.rows += sum(b.successful_rows for b in group)
         delivery.quarantined += sum(b.quarantined_rows for b in group)
+    if dedup is not None:
+        try:
+            dedup.persist(batches)
+        except BackendUnavailable as exc:
+            raise Transient(exc.message) from exc
+        except BackendError as exc:
+            # The keys stay valid in memory; only a restart would forget them.
+            log.error("could not record idempotency keys: %s", exc.message)
     return delivery

@@ -27,6 +27,7 @@ from starlette.concurrency import run_in_threadpool
 from birdhouse.backends import Backend
 from birdhouse.catalog.catalog import Catalog
 from birdhouse.config import FlushSettings
+from birdhouse.pipeline.dedup import DedupIndex
 from birdhouse.pipeline.deliver import Delivery, Transient, deliver_segment
 from birdhouse.wal import Ticket, Wal
 
@@ -50,7 +51,9 @@ class Flusher:
         settings: FlushSettings,
         dead_letter_dir: Path,
         on_delivery: Callable[[Delivery], None] | None = None,
+        dedup: DedupIndex | None = None,
     ) -> None:
+        self.dedup = dedup
         self.wal = wal
         self.backend = backend
         self.catalog = catalog
@@ -69,6 +72,7 @@ class Flusher:
         self._progress: asyncio.Condition | None = None
         self._task: asyncio.Task[None] | None = None
         self._stopping = False
+        self._abandoned = False
         self.backend_down_since: float | None = None
         self.flushes = 0
         # Loop iterations begun / completed successfully: lets drain() wait
@@ -150,6 +154,9 @@ class Flusher:
             await asyncio.wait_for(asyncio.shield(self._task), grace_s)
         except TimeoutError:
             log.warning("shutdown grace elapsed; undelivered segments stay in the WAL for the next start")
+            # A delivery already running in a worker thread stops at the next
+            # segment boundary; its segment stays and is replayed next start.
+            self._abandoned = True
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
@@ -209,7 +216,9 @@ class Flusher:
         """Seal the active segment and deliver every sealed one, in order."""
         self.wal.seal()
         for seq in self.wal.sealed():
-            delivery = deliver_segment(self.backend, self.catalog, self.wal.read(seq), self.dead_letter_dir)
+            if self._abandoned:
+                return
+            delivery = deliver_segment(self.backend, self.catalog, self.wal.read(seq), self.dead_letter_dir, self.dedup)
             self.wal.delete(seq)
             self._failed.update(delivery.failed)
             self.flushed_through = seq

@@ -1,0 +1,349 @@
+"""A ClickHouse server (or cluster) over its HTTP interface, through httpx.
+
+``clickhouse://user:pass@host:8123/?database=default&cluster=name`` (also
+``timeout_s``, ``connect_timeout_s``, ``ledger_database``). Statements travel
+as the POST body, settings as URL parameters (so, unlike chDB, DDL never has
+a SETTINGS clause that could be read as table settings), values as
+``param_<name>`` URL parameters or as the bytes of an input format.
+
+Servers differ a lot by version (Debian ships 18.16), so what the server can
+do is detected at open (:func:`_detect`) rather than assumed from a number.
+Where it lacks something a caller relies on, this module either compensates
+with the same outcome (the delivered-token ledger, experimental DDL flags,
+settings whose absence means the check they relax does not exist either) or
+fails loudly (query parameters: values are never spliced into SQL).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import threading
+import time
+from collections.abc import Mapping
+from typing import Any
+from urllib.parse import parse_qs, unquote, urlsplit
+
+import httpx
+
+from birdhouse.backends.base import BackendError, BackendUnavailable, Capabilities, QueryResult
+
+# An exception text as the server writes it, old (18.x: "Code: 60, e.displayText() = DB::Exception: …,
+# e.what() = DB::Exception") and new ("Code: 60. DB::Exception: … (UNKNOWN_TABLE) (version 23.8.1.1)").
+_EXC_RE = re.compile(rb"(?:^|\n)(Code: (\d+)[.,] [^\n]*?DB::Exception[^\n]*)\n?$")
+_CODE_RE = re.compile(r"Code: (\d+)")
+_TAIL_RE = re.compile(r"\s*\(version [0-9.]+[^)]*\)\s*$")
+_SETTING_RE = re.compile(r"[a-z_][a-z0-9_]*")
+_IDENT_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,63}")
+_PLACEHOLDER_RE = re.compile(r"\{\s*([A-Za-z_][A-Za-z0-9_]*)\s*:\s*([^}]+?)\s*\}")
+_TOKEN_SETTING = "insert_deduplication_token"
+
+# Settings that may be dropped when the server does not list them, because the
+# outcome is the same without them: the check they relax does not exist yet
+# (suspicious types, partitions per insert), or this backend compensates (tokens
+# and dependent-MV dedup: the ledger skips the whole insert, MVs included).
+_OPTIONAL_SETTINGS = frozenset(
+    {
+        _TOKEN_SETTING,
+        "deduplicate_blocks_in_dependent_materialized_views",
+        "allow_suspicious_low_cardinality_types",
+        "allow_suspicious_fixed_string_types",
+        "max_partitions_per_insert_block",
+    }
+)
+# The embedded engine's defaults where server defaults differ; applied unless the
+# caller sets them, so both backends parse input and format output alike
+# (e.g. the catalog decodes UInt64 versions as JSON numbers, not strings).
+_ALIGNED_DEFAULTS: dict[str, str | int] = {
+    "output_format_json_quote_64bit_integers": 0,
+    "input_format_skip_unknown_fields": 1,
+    "input_format_null_as_default": 1,
+    "date_time_input_format": "best_effort",
+}
+# DDL flags sent with every command() when the server has them switched off.
+_EXPERIMENTAL_FLAGS = ("allow_experimental_low_cardinality_type", "allow_experimental_map_type")
+_STRING_TYPES = re.compile(r"(?:LowCardinality\()?(?:Nullable\()?(?:String|FixedString\(\d+\))\)*")
+
+
+def _message(text: str) -> str:
+    # One spelling for every server generation (and the same as chDB's).
+    text = text.strip().replace(", e.displayText() = ", ". ").removesuffix(", e.what() = DB::Exception")
+    return _TAIL_RE.sub("", text).strip()
+
+
+def _escape_param(value: str) -> str:
+    # The server reads parameter values in TSV-escaped form: a raw tab or a
+    # backslash would otherwise change or break the value.
+    return value.replace("\\", "\\\\").replace("\t", "\\t").replace("\n", "\\n")
+
+
+def _version_tuple(version: str) -> tuple[int, ...]:
+    return tuple(int(p) for p in re.findall(r"\d+", version)[:3])
+
+
+class ClickhouseBackend:
+    """One ClickHouse server; thread-safe (httpx pools keep-alive connections)."""
+
+    def __init__(self, dsn: str) -> None:
+        self.dsn = dsn
+        parts = urlsplit(dsn)
+        if parts.scheme != "clickhouse" or not parts.hostname:
+            raise ValueError(f"expected clickhouse://[user[:password]@]host[:port]/?…, got {dsn!r}")
+        query = {k: v[0] for k, v in parse_qs(parts.query).items()}
+        path_db = parts.path.strip("/")
+        self.database: str = query.get("database") or path_db or "default"
+        self.cluster: str | None = query.get("cluster") or None
+        ledger_db = query.get("ledger_database", "birdhouse")
+        if not _IDENT_RE.fullmatch(ledger_db):
+            raise ValueError(f"invalid ledger_database {ledger_db!r}")
+        self.ledger_table = f"`{ledger_db}`.`delivered_tokens`"
+        auth = (unquote(parts.username or "default"), unquote(parts.password or ""))
+        timeout = httpx.Timeout(
+            float(query.get("timeout_s", 300)), connect=float(query.get("connect_timeout_s", 5))
+        )
+        self._client = httpx.Client(
+            # secure=1 for TLS endpoints (ClickHouse Cloud listens on 8443).
+            base_url=f"{'https' if query.get('secure') == '1' else 'http'}://{parts.hostname}:{parts.port or 8123}/",
+            auth=auth,
+            timeout=timeout,
+            limits=httpx.Limits(max_keepalive_connections=8, keepalive_expiry=5),
+        )
+        self._server_settings: dict[str, str] = {}
+        self._ledger_lock = threading.Lock()
+        self._ledger_ready = False
+        try:
+            self.capabilities = self._detect()
+        except BaseException:
+            self._client.close()
+            raise
+
+    # ------------------------------------------------------------- transport
+
+    def _post(
+        self,
+        *,
+        params: dict[str, str],
+        content: bytes | None = None,
+        files: dict[str, tuple[str, bytes]] | None = None,
+    ) -> tuple[bytes, httpx.Response, float]:
+        started = time.monotonic()
+        try:
+            response = self._client.post("", params={"database": self.database, **params}, content=content, files=files)
+        except httpx.TimeoutException as exc:
+            raise BackendUnavailable(f"ClickHouse timed out: {exc}") from exc
+        except httpx.TransportError as exc:
+            raise BackendUnavailable(f"ClickHouse unreachable: {exc}") from exc
+        body = response.content
+        elapsed = time.monotonic() - started
+        header_code = response.headers.get("X-ClickHouse-Exception-Code")
+        if response.status_code != 200 or header_code:
+            text = _message(body[-65536:].decode(errors="replace"))
+            match = _CODE_RE.search(text)
+            code = int(header_code) if header_code else int(match.group(1)) if match else None
+            if code is None and response.status_code in (502, 503, 504):
+                # A proxy or load balancer in front of an unreachable server.
+                raise BackendUnavailable(f"ClickHouse HTTP {response.status_code}: {text[:500]}")
+            raise BackendError(text or f"ClickHouse HTTP {response.status_code}", code)
+        # The status line went out with the first block; an error after that
+        # is only the last line of the body.
+        tail = _EXC_RE.search(body[-4096:])
+        if tail is not None:
+            raise BackendError(_message(tail.group(1).decode(errors="replace")), int(tail.group(2)))
+        return body, response, elapsed
+
+    def _url_settings(self, settings: Mapping[str, str | int] | None, *, ddl: bool = False) -> dict[str, str]:
+        known = self._server_settings
+        merged: dict[str, str | int] = {k: v for k, v in _ALIGNED_DEFAULTS.items() if not known or k in known}
+        if ddl:
+            merged.update({flag: 1 for flag in _EXPERIMENTAL_FLAGS if known.get(flag) == "0"})
+        for key, value in (settings or {}).items():
+            if not _SETTING_RE.fullmatch(key):
+                raise ValueError(f"invalid setting name {key!r}")
+            if known and key not in known and key in _OPTIONAL_SETTINGS:
+                continue
+            merged[key] = value
+        # readonly goes last: some servers refuse any setting changed after it.
+        readonly = merged.pop("readonly", None)
+        out = {k: str(v) for k, v in merged.items()}
+        if readonly is not None:
+            out["readonly"] = str(readonly)
+        return out
+
+    # ----------------------------------------------------------------- detect
+
+    def _detect(self) -> Capabilities:
+        def rows(sql: str) -> list[list[str]]:
+            body, _, _ = self._post(params={"query": sql + " FORMAT TSV"})
+            return [line.split("\t") for line in body.decode().splitlines()]
+
+        version = rows("SELECT version()")[0][0]
+        self._server_settings = {name: value for name, value in rows("SELECT name, value FROM system.settings")}
+        try:
+            tree_settings = {r[0] for r in rows("SELECT name FROM system.merge_tree_settings")}
+            types = frozenset(r[0] for r in rows("SELECT name FROM system.data_type_families"))
+        except BackendError:  # tables younger than the server: assume the modern answer
+            tree_settings, types = {"non_replicated_deduplication_window"}, frozenset()
+
+        def probe(sql: str, params: dict[str, str] | None = None) -> bool:
+            try:
+                self._post(params={"query": sql, **(params or {})})
+            except BackendUnavailable:
+                raise
+            except BackendError:
+                return False
+            return True
+
+        numeric = _version_tuple(version)
+        has_token = _TOKEN_SETTING in self._server_settings
+        return Capabilities(
+            version=version,
+            insert_deduplication_token=has_token,
+            low_cardinality="LowCardinality" in types or not types,
+            datetime64="DateTime64" in types or not types,
+            map_type="Map" in types or not types,
+            bool_type="Bool" in types or not types,
+            lightweight_delete=numeric >= (22, 8),
+            explain_ast=probe("EXPLAIN AST SELECT 1"),
+            query_params=probe("SELECT {p:UInt8}", {"param_p": "1"}),
+            low_cardinality_flag=self._server_settings.get("allow_experimental_low_cardinality_type") == "0",
+            dedup_window="non_replicated_deduplication_window" in tree_settings,
+            ttl=numeric >= (19, 6),
+            token_ledger=not has_token,
+            data_types=types,
+        )
+
+    # --------------------------------------------------------------- protocol
+
+    def query(
+        self,
+        sql: str,
+        fmt: str = "JSONEachRow",
+        params: Mapping[str, str] | None = None,
+        settings: Mapping[str, str | int] | None = None,
+    ) -> QueryResult:
+        url = {"default_format": fmt, **self._url_settings(settings)}
+        if params:
+            if not self.capabilities.query_params:
+                raise BackendError(
+                    f"ClickHouse {self.capabilities.version} does not support query parameters "
+                    f"({{name:Type}}); birdhouse never splices values into SQL, so this query cannot run here"
+                )
+            types = dict(_PLACEHOLDER_RE.findall(sql))
+            for name, value in params.items():
+                string_like = _STRING_TYPES.fullmatch(types.get(name, "").strip()) is not None
+                url[f"param_{name}"] = _escape_param(value) if string_like else value
+        body, response, elapsed = self._post(params=url, content=sql.encode())
+        summary = _summary(response)
+        return QueryResult(
+            body=body,
+            rows_read=int(summary.get("read_rows", 0)),
+            bytes_read=int(summary.get("read_bytes", 0)),
+            elapsed_s=int(summary["elapsed_ns"]) / 1e9 if "elapsed_ns" in summary else elapsed,
+        )
+
+    def command(self, sql: str, settings: Mapping[str, str | int] | None = None) -> None:
+        self._post(params=self._url_settings(settings, ddl=True), content=sql.encode())
+
+    def insert(
+        self,
+        table: str,
+        data: bytes,
+        fmt: str = "JSONEachRow",
+        columns: tuple[str, ...] | None = None,
+        settings: Mapping[str, str | int] | None = None,
+    ) -> int:
+        token = (settings or {}).get(_TOKEN_SETTING)
+        if token is not None and self.capabilities.token_ledger:
+            return self._ledger_insert(table, data, fmt, columns, settings or {}, str(token))
+        return self._insert(table, data, fmt, columns, settings)
+
+    def _insert(
+        self,
+        table: str,
+        data: bytes,
+        fmt: str,
+        columns: tuple[str, ...] | None,
+        settings: Mapping[str, str | int] | None,
+    ) -> int:
+        column_list = " (" + ", ".join(f"`{c}`" for c in columns) + ")" if columns else ""
+        url = {"query": f"INSERT INTO {table}{column_list} FORMAT {fmt}", **self._url_settings(settings)}
+        _, response, _ = self._post(params=url, content=data)
+        summary = _summary(response)
+        if "written_rows" in summary:
+            return int(summary["written_rows"])
+        # Servers before the summary header: count rows of line-per-row formats.
+        return sum(1 for line in data.splitlines() if line.strip()) if fmt.startswith(("JSONEachRow", "TSV", "CSV")) else 0
+
+    def close(self) -> None:
+        self._client.close()
+
+    # ---------------------------------------------------------------- ledger
+
+    def _ledger_insert(
+        self,
+        table: str,
+        data: bytes,
+        fmt: str,
+        columns: tuple[str, ...] | None,
+        settings: Mapping[str, str | int],
+        token: str,
+    ) -> int:
+        """Exactly-once inserts for servers without ``insert_deduplication_token``.
+
+        Before inserting, look ``(table, token)`` up in the ledger; if it is
+        there the insert is skipped and reported as writing 0 rows (what the
+        engine reports for a block it deduplicated). After the engine has
+        acknowledged the rows, record the token. Values reach the server as
+        data only: the lookup ships the key as an external table.
+
+        What this does *not* guarantee: a crash (or an outage) after the data
+        insert was acknowledged but before the ledger row was written leaves
+        no trace, so replaying that one segment inserts its rows a second
+        time. The server-side token closes that window; this ledger only
+        narrows it to one round trip. A lock makes check-insert-record atomic
+        within this process; two processes replaying the same token at the
+        same moment are not serialised (each node replays only its own WAL).
+        """
+        with self._ledger_lock:
+            self._ensure_ledger()
+            key = json.dumps({"table": table, "token": token}).encode() + b"\n"
+            body, _, _ = self._post(
+                params={
+                    "query": f"SELECT count() FROM {self.ledger_table} WHERE (table, token) IN "
+                    "(SELECT table, token FROM probe) FORMAT TSV",
+                    "probe_structure": "table String, token String",
+                    "probe_format": "JSONEachRow",
+                },
+                files={"probe": ("probe", key)},
+            )
+            if int(body.strip() or b"0"):
+                return 0
+            plain = {k: v for k, v in settings.items() if k != _TOKEN_SETTING}
+            written = self._insert(table, data, fmt, columns, plain)
+            record = json.dumps({"table": table, "token": token, "at": int(time.time())}).encode() + b"\n"
+            self._insert(self.ledger_table, record, "JSONEachRow", None, {"insert_deduplicate": 0})
+            return written
+
+    def _ensure_ledger(self) -> None:
+        if self._ledger_ready:
+            return
+        database = self.ledger_table.split(".")[0]
+        self.command(f"CREATE DATABASE IF NOT EXISTS {database}")
+        # Partitioned by month so an operator can drop old months; tokens are
+        # only ever replayed within hours of their first delivery.
+        self.command(
+            f"CREATE TABLE IF NOT EXISTS {self.ledger_table} (table String, token String, at DateTime) "
+            "ENGINE = ReplacingMergeTree PARTITION BY toYYYYMM(at) ORDER BY (table, token)"
+        )
+        self._ledger_ready = True
+
+
+def _summary(response: httpx.Response) -> dict[str, Any]:
+    raw = response.headers.get("X-ClickHouse-Summary")
+    if not raw:
+        return {}
+    try:
+        decoded = json.loads(raw)
+    except ValueError:
+        return {}
+    return decoded if isinstance(decoded, dict) else {}
