@@ -17,11 +17,13 @@ from typing import Any
 def run(spec: dict[str, Any]) -> dict[str, Any]:
     import chdb.session
 
+    session_type: Any = chdb.session.Session  # chDB ships no type hints
+
     bodies = [Path(p).read_bytes() for p in spec["body_files"]]
     rows_per_body = int(spec["rows_per_body"])
     per_batch = max(1, int(spec["batch_rows"]) // rows_per_body)
     batches = [b"".join(bodies[(i + j) % len(bodies)] for j in range(per_batch)) for i in range(len(bodies))]
-    session = chdb.session.Session(spec["path"])
+    session = session_type(spec["path"])
     try:
         session.query(f"CREATE TABLE t ({spec['columns_sql']}) ENGINE = MergeTree ORDER BY timestamp")
         rows = 0

@@ -3,6 +3,7 @@ ClickHouse server (when one is installed). Each gets a fresh directory under the
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import signal
@@ -52,7 +53,9 @@ class Process:
                 pass
             time.sleep(0.1)
         self.stop()
-        raise RuntimeError(f"{self.name} not ready in {timeout_s}s: {self.log_path.read_text(errors='replace')[-2000:]}")
+        raise RuntimeError(
+            f"{self.name} not ready in {timeout_s}s: {self.log_path.read_text(errors='replace')[-2000:]}"
+        )
 
     def tree(self) -> list[psutil.Process]:
         try:
@@ -64,10 +67,8 @@ class Process:
     def rss_bytes(self) -> int:
         total = 0
         for proc in self.tree():
-            try:
+            with contextlib.suppress(psutil.NoSuchProcess):
                 total += proc.memory_info().rss
-            except psutil.NoSuchProcess:
-                pass
         return total
 
     def cpu_seconds(self) -> float:

@@ -48,7 +48,9 @@ def main() -> None:
     from granian import Granian
     from granian.constants import Interfaces
 
-    Granian("bench.trivial:app", address="127.0.0.1", port=int(sys.argv[1]), interface=Interfaces.ASGI, workers=1).serve()
+    Granian(
+        "bench.trivial:app", address="127.0.0.1", port=int(sys.argv[1]), interface=Interfaces.ASGI, workers=1
+    ).serve()
 
 
 if __name__ == "__main__":

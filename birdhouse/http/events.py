@@ -219,6 +219,7 @@ async def _accept(request: Request, prepared: Prepared, dedup_key: str, cors: di
         )
     except WalError as exc:
         log.warning("WAL refused a batch for %s: %s", prepared.datasource.name, exc)
+        rt.flusher.kick()  # it probes the disk and resets the WAL once writes work again
         raise EventsError(503, UNAVAILABLE, unavailable) from None
     # Accepted: from here on only 2xx (or E21/E22), never a "retry" status.
     if dedup_key:

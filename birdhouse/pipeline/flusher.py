@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import shutil
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -29,7 +30,7 @@ from birdhouse.catalog.catalog import Catalog
 from birdhouse.config import FlushSettings
 from birdhouse.pipeline.dedup import DedupIndex
 from birdhouse.pipeline.deliver import Delivery, Transient, deliver_segment
-from birdhouse.wal import Ticket, Wal
+from birdhouse.wal import Ticket, Wal, WalCorrupt, WalError
 
 log = logging.getLogger("birdhouse.flush")
 
@@ -175,6 +176,8 @@ class Flusher:
         backoff = self.settings.retry_initial_ms / 1000
         while True:
             timeout = self._deadline()
+            if self.wal.failed:
+                timeout = backoff  # keep probing the disk until it takes writes again
             if not self._stopping and (timeout is None or timeout > 0):
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._kick.wait(), timeout)
@@ -187,10 +190,10 @@ class Flusher:
             self._oldest = None
             try:
                 await run_in_threadpool(self._flush_all)
-            except Transient as exc:
-                if self.backend_down_since is None:
+            except (Transient, WalError) as exc:
+                if isinstance(exc, Transient) and self.backend_down_since is None:
                     self.backend_down_since = time.monotonic()
-                log.warning("backend unavailable, retrying in %.1fs: %s", backoff, exc)
+                log.warning("flush failed, retrying in %.1fs: %s", backoff, exc)
                 if self._stopping:
                     return
                 await asyncio.sleep(backoff)
@@ -214,14 +217,34 @@ class Flusher:
 
     def _flush_all(self) -> None:
         """Seal the active segment and deliver every sealed one, in order."""
+        if self.wal.failed:
+            # After an I/O error the WAL takes nothing until the disk works
+            # again; this raises WalError while it still does not.
+            self.wal.reset_failure()
+            log.warning("the WAL accepts writes again")
         self.wal.seal()
         for seq in self.wal.sealed():
             if self._abandoned:
                 return
-            delivery = deliver_segment(self.backend, self.catalog, self.wal.read(seq), self.dead_letter_dir, self.dedup)
+            try:
+                payloads = self.wal.read(seq)
+            except WalCorrupt as exc:
+                self._set_aside(seq, exc)
+                continue
+            delivery = deliver_segment(self.backend, self.catalog, payloads, self.dead_letter_dir, self.dedup)
             self.wal.delete(seq)
             self._failed.update(delivery.failed)
             self.flushed_through = seq
             self.flushes += 1
             if self.on_delivery is not None:
                 self.on_delivery(delivery)
+
+    def _set_aside(self, seq: int, exc: WalCorrupt) -> None:
+        """A segment that fails its checks is copied to the dead-letter area
+        for an operator, never skipped silently, and never blocks the rest."""
+        self.dead_letter_dir.mkdir(parents=True, exist_ok=True)
+        target = self.dead_letter_dir / f"corrupt-{exc.path.name}"
+        shutil.copyfile(exc.path, target)
+        log.error("%s; copied to %s", exc, target)
+        self.wal.delete(seq)
+        self.flushed_through = seq

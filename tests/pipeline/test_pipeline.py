@@ -235,3 +235,34 @@ def test_quarantine_rows_visible_right_after_a_202(make_local: Callable[..., Loc
     assert count(local) == 0
     local.drain()
     assert count(local, "events_quarantine") == 1 and count(local) == 1
+
+
+def test_disk_failure_refuses_then_recovers_without_operator(make_local: Callable[..., Local], monkeypatch: Any) -> None:
+    import errno
+    import os
+
+    local = make_local(**{"flush.retry_initial_ms": 20, "flush.retry_max_ms": 50})
+    local.create_datasource("events", SCHEMA)
+    assert post(local, body("before"), "&wait=true").status_code == 200
+    real = os.fdatasync
+
+    def enospc(fd: int) -> None:
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(os, "fdatasync", enospc)
+    failed = post(local, body("lost"))
+    assert failed.status_code == 503, "a write whose fsync failed is never acknowledged"
+    assert post(local, body("refused")).status_code == 503
+    monkeypatch.setattr(os, "fdatasync", real)
+    # The flusher probes the disk and the WAL takes writes again by itself.
+    deadline = time.monotonic() + 20
+    status = 503
+    while status == 503 and time.monotonic() < deadline:
+        time.sleep(0.05)
+        status = post(local, body("after"), "&wait=true").status_code
+    assert status == 200
+    local.drain()
+    ws = local.runtime.default_workspace()
+    assert ws is not None
+    stored = local.runtime.backend.query(f"SELECT DISTINCT id FROM `{ws.database}`.events ORDER BY id", "TSVRaw")
+    assert stored.body.decode().split() == ["after", "before"]
