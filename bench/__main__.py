@@ -31,6 +31,7 @@ def parse(argv: list[str] | None = None) -> tuple[Config, argparse.Namespace]:
     p.add_argument("--results", type=Path, default=Path(__file__).parent / "results")
     p.add_argument("--smoke", action="store_true", help="minimal sizes for CI: tiny drain, short chDB reference")
     p.add_argument("--keep-workdir", action="store_true")
+    p.add_argument("--py-spy", action="store_true", help="profile birdhouse with py-spy during run 0 of each load")
     a = p.parse_args(argv)
     config = Config(
         duration_s=a.duration,
@@ -44,7 +45,9 @@ def parse(argv: list[str] | None = None) -> tuple[Config, argparse.Namespace]:
         drain_rows=20_000 if a.smoke else a.drain_rows,
         distinct_bodies=4 if a.smoke else 16,
         chdb_max_s=1.0 if a.smoke else 10.0,
-        drain_timeout_s=60.0 if a.smoke else 300.0,
+        drain_timeout_s=30.0 if a.smoke else 300.0,
+        stall_s=3.0 if a.smoke else 10.0,
+        py_spy=a.py_spy,
     )
     for shape in config.shapes:
         if shape not in events.SHAPES:
@@ -102,6 +105,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             "comparisons": suite.comparisons,
             "measurements": suite.measurements,
             "soak": suite.soak,
+            "profiles": suite.profiles,
         }
     finally:
         for server in reversed(servers):

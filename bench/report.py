@@ -94,6 +94,10 @@ def markdown(result: dict[str, Any]) -> str:
                 f"{max(wal) / 2**20:.1f} MiB, p99 {min(p99):.1f}–{max(p99):.1f} ms per window, "
                 f"non-2xx {soak.get('non_2xx', 0)}, errors {soak.get('errors', 0)}.",
             ]
+    for key, prof in (result.get("profiles") or {}).items():
+        if prof.get("samples"):
+            lines += ["", f"py-spy, {key} ({prof['samples']} samples): top self time", ""]
+            lines += [f"- {share:.1f} % {frame}" for frame, share in prof["self"][:12]]
     if result.get("notes"):
         lines += ["", *[f"- {n}" for n in result["notes"]]]
     return "\n".join(lines) + "\n"

@@ -41,6 +41,12 @@ def _server_options(fn: Any) -> Any:
             click.option("--config", "config_file", default=None, help="A TOML settings file."),
             click.option("--tls-cert", default=None, help="TLS certificate (PEM) to serve HTTPS."),
             click.option("--tls-key", default=None, help="TLS private key (PEM)."),
+            click.option(
+                "--events-rps", type=float, default=None, help="Requests/s per workspace on /v0/events (0 = no limit)."
+            ),
+            click.option(
+                "--events-mbps", type=float, default=None, help="Wire MB/s per workspace on /v0/events (default off)."
+            ),
         ]
     ):
         fn = option(fn)
@@ -56,6 +62,9 @@ def _settings(options: dict[str, Any]) -> Settings:
                 "server.port": options.get("port"),
                 "server.data_dir": options.get("data_dir"),
                 "storage.dsn": options.get("storage"),
+                "limits.workspace_rps": options.get("events_rps"),
+                "limits.workspace_burst": options.get("events_rps"),
+                "limits.workspace_mbps": options.get("events_mbps"),
             },
         )
     except (ConfigError, OSError) as exc:

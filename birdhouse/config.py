@@ -69,6 +69,12 @@ class EventsSettings:
     retry_after_503_s: int = 1
     wait_timeout_ms: int = 10000
     expand_json_array_lines: bool = False
+    # Requests at least this large (or chunked) take one of a few slots per
+    # (workspace, data source), so a flood of huge bodies cannot starve the rest.
+    large_request_bytes: int = 16384
+    slots_per_datasource: int = 2
+    slot_wait_ms: int = 5000
+    max_inflight_requests: int = 1024
 
 
 @dataclass(frozen=True)
@@ -105,6 +111,14 @@ class DedupSettings:
 
 @dataclass(frozen=True)
 class LimitsSettings:
+    # Requests/s per workspace (0 = unlimited: then no X-RateLimit headers).
+    workspace_rps: float = 1000.0
+    workspace_burst: float = 1000.0
+    # Optional per data source bucket (Tinybird documents 100/s; off here).
+    datasource_rps: float = 0.0
+    datasource_burst: float = 0.0
+    # Optional wire bytes/s per workspace, in MB/s (0 = off).
+    workspace_mbps: float = 0.0
     max_datasources_per_workspace: int = 0
     max_name_length: int = 255
 

@@ -18,6 +18,7 @@ from birdhouse.catalog.models import Token, Workspace, new_uuid
 from birdhouse.catalog.secret import load_or_create_secret
 from birdhouse.catalog.tokens import USER, Scope
 from birdhouse.config import Settings
+from birdhouse.http.limits import EventLimits
 from birdhouse.pipeline.dedup import DedupIndex
 from birdhouse.pipeline.flusher import Flusher
 from birdhouse.pipeline.ingest import Ingestor
@@ -39,6 +40,7 @@ class Runtime:
     ingestor: Ingestor
     flusher: Flusher
     dedup: DedupIndex
+    limits: EventLimits
     # False once shutdown began: new events get 503 (SPEC §8.2 SIGTERM).
     accepting: bool = True
     extras: dict[str, Any] = field(default_factory=dict)
@@ -123,6 +125,7 @@ def open_runtime(settings: Settings, local: bool) -> Runtime:
             ingestor=Ingestor(wal),
             flusher=flusher,
             dedup=dedup,
+            limits=EventLimits(settings),
         )
         _bootstrap(runtime)
     except BaseException:

@@ -62,6 +62,10 @@ class Capabilities:
     # Type family names the engine lists (system.data_type_families); empty
     # means not detected, so every type SPEC §4.2 admits is assumed present.
     data_types: frozenset[str] = frozenset()
+    # JSONEachRow inserts evaluate a column's DEFAULT expression for an omitted
+    # key (input_format_defaults_for_omitted_fields); without it omitted keys
+    # get the type's zero value.
+    insert_defaults: bool = True
 
 
 @dataclass(frozen=True)

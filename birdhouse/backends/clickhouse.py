@@ -32,24 +32,19 @@ from birdhouse.backends.base import BackendError, BackendUnavailable, Capabiliti
 # e.what() = DB::Exception") and new ("Code: 60. DB::Exception: … (UNKNOWN_TABLE) (version 23.8.1.1)").
 _EXC_RE = re.compile(rb"(?:^|\n)(Code: (\d+)[.,] [^\n]*?DB::Exception[^\n]*)\n?$")
 _CODE_RE = re.compile(r"Code: (\d+)")
-_TAIL_RE = re.compile(r"\s*\(version [0-9.]+[^)]*\)\s*$")
+_TAIL_RE = re.compile(r"\s*\(version [0-9.]+(?: \([^)]*\))?[^)]*\)\s*$")
 _SETTING_RE = re.compile(r"[a-z_][a-z0-9_]*")
 _IDENT_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,63}")
 _PLACEHOLDER_RE = re.compile(r"\{\s*([A-Za-z_][A-Za-z0-9_]*)\s*:\s*([^}]+?)\s*\}")
-_TOKEN_SETTING = "insert_deduplication_token"
+_DEDUP_KEY_SETTING = "insert_deduplication_token"
 
 # Settings that may be dropped when the server does not list them, because the
 # outcome is the same without them: the check they relax does not exist yet
 # (suspicious types, partitions per insert), or this backend compensates (tokens
 # and dependent-MV dedup: the ledger skips the whole insert, MVs included).
 _OPTIONAL_SETTINGS = frozenset(
-    {
-        _TOKEN_SETTING,
-        "deduplicate_blocks_in_dependent_materialized_views",
-        "allow_suspicious_low_cardinality_types",
-        "allow_suspicious_fixed_string_types",
-        "max_partitions_per_insert_block",
-    }
+    {_DEDUP_KEY_SETTING, "deduplicate_blocks_in_dependent_materialized_views", "max_partitions_per_insert_block"}
+    | {"allow_suspicious_low_cardinality_types", "allow_suspicious_fixed_string_types"}
 )
 # The embedded engine's defaults where server defaults differ; applied unless the
 # caller sets them, so both backends parse input and format output alike
@@ -58,10 +53,14 @@ _ALIGNED_DEFAULTS: dict[str, str | int] = {
     "output_format_json_quote_64bit_integers": 0,
     "input_format_skip_unknown_fields": 1,
     "input_format_null_as_default": 1,
+    "input_format_defaults_for_omitted_fields": 1,
     "date_time_input_format": "best_effort",
 }
 # DDL flags sent with every command() when the server has them switched off.
-_EXPERIMENTAL_FLAGS = ("allow_experimental_low_cardinality_type", "allow_experimental_map_type")
+_EXPERIMENTAL_FLAGS = tuple(
+    f"allow_experimental_{feature}"
+    for feature in ("low_cardinality_type", "map_type", "json_type", "lightweight_delete")
+)
 _STRING_TYPES = re.compile(r"(?:LowCardinality\()?(?:Nullable\()?(?:String|FixedString\(\d+\))\)*")
 
 
@@ -77,14 +76,10 @@ def _escape_param(value: str) -> str:
     return value.replace("\\", "\\\\").replace("\t", "\\t").replace("\n", "\\n")
 
 
-def _version_tuple(version: str) -> tuple[int, ...]:
-    return tuple(int(p) for p in re.findall(r"\d+", version)[:3])
-
-
 class ClickhouseBackend:
     """One ClickHouse server; thread-safe (httpx pools keep-alive connections)."""
 
-    def __init__(self, dsn: str) -> None:
+    def __init__(self, dsn: str, *, transport: httpx.BaseTransport | None = None) -> None:
         self.dsn = dsn
         parts = urlsplit(dsn)
         if parts.scheme != "clickhouse" or not parts.hostname:
@@ -98,15 +93,16 @@ class ClickhouseBackend:
             raise ValueError(f"invalid ledger_database {ledger_db!r}")
         self.ledger_table = f"`{ledger_db}`.`delivered_tokens`"
         auth = (unquote(parts.username or "default"), unquote(parts.password or ""))
-        timeout = httpx.Timeout(
-            float(query.get("timeout_s", 300)), connect=float(query.get("connect_timeout_s", 5))
-        )
+        timeout = httpx.Timeout(float(query.get("timeout_s", 300)), connect=float(query.get("connect_timeout_s", 5)))
         self._client = httpx.Client(
             # secure=1 for TLS endpoints (ClickHouse Cloud listens on 8443).
             base_url=f"{'https' if query.get('secure') == '1' else 'http'}://{parts.hostname}:{parts.port or 8123}/",
             auth=auth,
             timeout=timeout,
-            limits=httpx.Limits(max_keepalive_connections=8, keepalive_expiry=5),
+            # Idle connections are dropped before the server's keep_alive_timeout
+            # (3 s by default) closes them under a request we are sending.
+            limits=httpx.Limits(max_keepalive_connections=8, keepalive_expiry=2),
+            transport=transport,  # tests substitute a fake server
         )
         self._server_settings: dict[str, str] = {}
         self._ledger_lock = threading.Lock()
@@ -177,7 +173,7 @@ class ClickhouseBackend:
             return [line.split("\t") for line in body.decode().splitlines()]
 
         version = rows("SELECT version()")[0][0]
-        self._server_settings = {name: value for name, value in rows("SELECT name, value FROM system.settings")}
+        self._server_settings = dict((r[0], r[1]) for r in rows("SELECT name, value FROM system.settings"))
         try:
             tree_settings = {r[0] for r in rows("SELECT name FROM system.merge_tree_settings")}
             types = frozenset(r[0] for r in rows("SELECT name FROM system.data_type_families"))
@@ -189,12 +185,12 @@ class ClickhouseBackend:
                 self._post(params={"query": sql, **(params or {})})
             except BackendUnavailable:
                 raise
-            except BackendError:
+            except BackendError:  # a syntax error or an unknown setting `param_p`
                 return False
             return True
 
-        numeric = _version_tuple(version)
-        has_token = _TOKEN_SETTING in self._server_settings
+        numeric = tuple(int(p) for p in re.findall(r"\d+", version)[:2])
+        has_token = _DEDUP_KEY_SETTING in self._server_settings
         return Capabilities(
             version=version,
             insert_deduplication_token=has_token,
@@ -210,6 +206,7 @@ class ClickhouseBackend:
             ttl=numeric >= (19, 6),
             token_ledger=not has_token,
             data_types=types,
+            insert_defaults="input_format_defaults_for_omitted_fields" in self._server_settings,
         )
 
     # --------------------------------------------------------------- protocol
@@ -252,18 +249,25 @@ class ClickhouseBackend:
         columns: tuple[str, ...] | None = None,
         settings: Mapping[str, str | int] | None = None,
     ) -> int:
-        token = (settings or {}).get(_TOKEN_SETTING)
-        if token is not None and self.capabilities.token_ledger:
-            return self._ledger_insert(table, data, fmt, columns, settings or {}, str(token))
-        return self._insert(table, data, fmt, columns, settings)
+        settings = settings or {}
+        token = settings.get(_DEDUP_KEY_SETTING)
+        if token is None or not self.capabilities.token_ledger:
+            return self._insert(table, data, fmt, columns, settings)
+        # Exactly-once for servers without insert_deduplication_token: the
+        # delivered-token ledger (see _ensure_ledger for what it cannot cover).
+        with self._ledger_lock:
+            self._ensure_ledger()
+            key = {"table": table.replace("`", ""), "token": str(token)}  # `db`.`t` and db.t are one table
+            if self._ledger_has(key):
+                return 0  # what the engine reports for a block it deduplicated
+            plain = {k: v for k, v in settings.items() if k != _DEDUP_KEY_SETTING}
+            written = self._insert(table, data, fmt, columns, plain)
+            record = json.dumps({**key, "at": int(time.time())}).encode() + b"\n"
+            self._insert(self.ledger_table, record, "JSONEachRow", None, {"insert_deduplicate": 0})
+            return written
 
     def _insert(
-        self,
-        table: str,
-        data: bytes,
-        fmt: str,
-        columns: tuple[str, ...] | None,
-        settings: Mapping[str, str | int] | None,
+        self, table: str, data: bytes, fmt: str, columns: tuple[str, ...] | None, settings: Mapping[str, str | int]
     ) -> int:
         column_list = " (" + ", ".join(f"`{c}`" for c in columns) + ")" if columns else ""
         url = {"query": f"INSERT INTO {table}{column_list} FORMAT {fmt}", **self._url_settings(settings)}
@@ -272,59 +276,43 @@ class ClickhouseBackend:
         if "written_rows" in summary:
             return int(summary["written_rows"])
         # Servers before the summary header: count rows of line-per-row formats.
-        return sum(1 for line in data.splitlines() if line.strip()) if fmt.startswith(("JSONEachRow", "TSV", "CSV")) else 0
+        line_per_row = fmt.startswith(("JSONEachRow", "TSV", "CSV"))
+        return sum(1 for line in data.splitlines() if line.strip()) if line_per_row else 0
 
     def close(self) -> None:
         self._client.close()
 
     # ---------------------------------------------------------------- ledger
 
-    def _ledger_insert(
-        self,
-        table: str,
-        data: bytes,
-        fmt: str,
-        columns: tuple[str, ...] | None,
-        settings: Mapping[str, str | int],
-        token: str,
-    ) -> int:
-        """Exactly-once inserts for servers without ``insert_deduplication_token``.
-
-        Before inserting, look ``(table, token)`` up in the ledger; if it is
-        there the insert is skipped and reported as writing 0 rows (what the
-        engine reports for a block it deduplicated). After the engine has
-        acknowledged the rows, record the token. Values reach the server as
-        data only: the lookup ships the key as an external table.
-
-        What this does *not* guarantee: a crash (or an outage) after the data
-        insert was acknowledged but before the ledger row was written leaves
-        no trace, so replaying that one segment inserts its rows a second
-        time. The server-side token closes that window; this ledger only
-        narrows it to one round trip. A lock makes check-insert-record atomic
-        within this process; two processes replaying the same token at the
-        same moment are not serialised (each node replays only its own WAL).
-        """
-        with self._ledger_lock:
-            self._ensure_ledger()
-            key = json.dumps({"table": table, "token": token}).encode() + b"\n"
-            body, _, _ = self._post(
-                params={
-                    "query": f"SELECT count() FROM {self.ledger_table} WHERE (table, token) IN "
-                    "(SELECT table, token FROM probe) FORMAT TSV",
-                    "probe_structure": "table String, token String",
-                    "probe_format": "JSONEachRow",
-                },
-                files={"probe": ("probe", key)},
-            )
-            if int(body.strip() or b"0"):
-                return 0
-            plain = {k: v for k, v in settings.items() if k != _TOKEN_SETTING}
-            written = self._insert(table, data, fmt, columns, plain)
-            record = json.dumps({"table": table, "token": token, "at": int(time.time())}).encode() + b"\n"
-            self._insert(self.ledger_table, record, "JSONEachRow", None, {"insert_deduplicate": 0})
-            return written
+    def _ledger_has(self, key: dict[str, str]) -> bool:
+        # The key travels as data (an external table), never as SQL text.
+        body, _, _ = self._post(
+            params={
+                "query": f"SELECT count() FROM {self.ledger_table} WHERE (table, token) IN "
+                "(SELECT table, token FROM probe) FORMAT TSV",
+                "probe_structure": "table String, token String",
+                "probe_format": "JSONEachRow",
+            },
+            files={"probe": ("probe", json.dumps(key).encode() + b"\n")},
+        )
+        return int(body.strip() or b"0") > 0
 
     def _ensure_ledger(self) -> None:
+        """The delivered-token ledger: ``(table, token)`` recorded after the
+        engine acknowledged an insert that carried the token; a later insert
+        with a recorded token is skipped and reports 0 rows, like a block the
+        engine deduplicated. Identical to server-side tokens for callers, but
+        for what it does *not* guarantee:
+
+        - a crash or outage after the data insert was acknowledged and before
+          the ledger row was written leaves no trace, so replaying that one
+          segment inserts its rows again (the server-side token closes this
+          window; the ledger narrows it to one round trip);
+        - check-insert-record is atomic only within this process (a lock); two
+          processes never replay one token (each node replays its own WAL);
+        - entries outlive a dropped table (tokens embed request ids, so a new
+          table never meets an old one).
+        """
         if self._ledger_ready:
             return
         database = self.ledger_table.split(".")[0]
@@ -339,11 +327,8 @@ class ClickhouseBackend:
 
 
 def _summary(response: httpx.Response) -> dict[str, Any]:
-    raw = response.headers.get("X-ClickHouse-Summary")
-    if not raw:
-        return {}
     try:
-        decoded = json.loads(raw)
+        decoded = json.loads(response.headers.get("X-ClickHouse-Summary") or "{}")
     except ValueError:
         return {}
     return decoded if isinstance(decoded, dict) else {}

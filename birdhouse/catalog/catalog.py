@@ -123,6 +123,10 @@ class Catalog:
             self.mint(workspace, "create datasource token", [Scope("DATASOURCES:CREATE")])
             return workspace
 
+    def save_workspace(self, workspace: Workspace) -> None:
+        with self.lock:
+            self._put(workspace)
+
     def delete_workspace(self, workspace: Workspace) -> None:
         with self.lock:
             for token in self.workspace_tokens(workspace.id):

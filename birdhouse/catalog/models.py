@@ -34,6 +34,9 @@ class Workspace(msgspec.Struct, kw_only=True):
     # The ClickHouse database holding this workspace's tables; fixed at creation.
     database: str
     created_at: str = msgspec.field(default_factory=utc_now)
+    # Per-workspace overrides of limits.* (workspace_rps, workspace_burst,
+    # datasource_rps, datasource_burst, workspace_mbps), set through the API.
+    limits: dict[str, float] = msgspec.field(default_factory=dict)
 
 
 class Token(msgspec.Struct, kw_only=True):

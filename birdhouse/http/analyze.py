@@ -1,8 +1,9 @@
 """``POST /v0/analyze`` (SPEC §9.3): infer a schema from an NDJSON sample, without creating anything.
 
 The body is the raw sample (the tb CLI posts the first MiB of a file, usually cut
-mid-line: the partial last line is skipped like any invalid line), or a multipart
-upload in the ``ndjson`` or ``file`` field. It is sampled exactly as auto-create
+mid-line: the partial last line is skipped like any invalid line; gzip/zstd bodies
+are inflated), or a form whose ``ndjson`` or ``file`` field holds it (multipart or
+urlencoded). ``url`` and ``csv`` are refused with a 400. It is sampled exactly as auto-create
 samples an events body (§9.1), so ``/v0/analyze`` shows the schema that sending the
 same data to ``/v0/events`` would create. The preview rows go through the ingest
 Converter, so what is shown is what would be stored.
@@ -10,6 +11,7 @@ Converter, so what is shown is what would be stored.
 
 from __future__ import annotations
 
+import urllib.parse
 from decimal import Decimal
 from typing import Any, Final
 
@@ -29,7 +31,7 @@ from birdhouse.schema.datetimes import decimal_to_nanos, format_datetime
 from birdhouse.schema.infer import DEFAULT_MAX_COLUMNS, Inference, infer_schema, sample_body
 from birdhouse.schema.types import ChType
 
-__all__ = ["INVALID_DATA", "PREVIEW_ROWS", "analyze", "routes"]
+__all__ = ["INVALID_DATA", "PREVIEW_ROWS", "REMOTE_URLS", "analysis_json", "analyze", "preview", "routes"]
 
 # Used until the app's settings grow an `inference` section (then read from it).
 SAMPLE_INITIAL_BYTES: Final = 65_536
@@ -38,7 +40,7 @@ PREVIEW_ROWS: Final = 10
 INVALID_DATA: Final = (
     "Analysis error, invalid data. We could not infer the schema, please create the datasource manually"
 )
-_FORM_TYPES: Final = ("multipart/form-data", "application/x-www-form-urlencoded")
+REMOTE_URLS: Final = "Analyzing remote URLs is disabled on this server; send the data in the body"
 _DECODER: Final = msgspec.json.Decoder(float_hook=Decimal)
 
 
@@ -63,30 +65,49 @@ async def _read_capped(request: Request, cap: int) -> bytes:
     return b"".join(parts)
 
 
-async def _form_sample(request: Request, cap: int) -> bytes:
+def _pick(fields: dict[str, Any]) -> Any:
+    """The sample field of a form, after refusing what this server does not analyze."""
+    if fields.get("url") is not None:
+        raise ApiError(400, REMOTE_URLS)
+    if fields.get("csv") is not None:
+        raise ApiError(400, "CSV analysis is not supported")
+    item = fields.get("ndjson") or fields.get("file")
+    if item is None:
+        raise ApiError(400, INVALID_DATA)
+    return item
+
+
+async def _multipart_sample(request: Request, cap: int) -> bytes:
     form = await request.form(max_part_size=cap)
     try:
-        if form.get("url") is not None:
-            raise ApiError(400, "Analyzing remote URLs is disabled on this server; send the data in the body")
-        if form.get("csv") is not None:
-            raise ApiError(400, "CSV analysis is not supported")
-        item = form.get("ndjson") or form.get("file")
-        if item is None:
-            raise ApiError(400, INVALID_DATA)
+        item = _pick(dict(form.items()))
         if isinstance(item, UploadFile):
             return await item.read(cap)
-        return item.encode()[:cap]
+        return str(item).encode()[:cap]
     finally:
         await form.close()
 
 
+def _urlencoded_sample(body: bytes, cap: int) -> bytes:
+    # `curl --data-binary @events.ndjson` labels raw NDJSON as a form: a body that starts like
+    # JSON is the sample itself, never a form (no form field name starts with `{`).
+    if body.lstrip()[:1] in (b"{", b"["):
+        return body[:cap]
+    if len(body) > cap:
+        raise ApiError(413, f"Form bodies are limited to {cap} bytes")
+    fields = dict(urllib.parse.parse_qsl(body.decode("utf-8", "replace"), keep_blank_values=True))
+    return str(_pick(fields)).encode()[:cap]
+
+
 async def _sample(request: Request, cap: int) -> bytes:
     if request.query_params.get("url") is not None:
-        raise ApiError(400, "Analyzing remote URLs is disabled on this server; send the data in the body")
+        raise ApiError(400, REMOTE_URLS)
     content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
-    if content_type in _FORM_TYPES:
-        return await _form_sample(request, cap)
+    if content_type == "multipart/form-data":
+        return await _multipart_sample(request, cap)
     body = await _read_capped(request, cap + 1)
+    if content_type == "application/x-www-form-urlencoded":
+        return _urlencoded_sample(body, cap)
     try:
         encoding = encoding_of(request.headers.get("content-encoding"))
         if encoding != "identity" or body.startswith((GZIP_MAGIC, ZSTD_MAGIC)):
@@ -96,9 +117,7 @@ async def _sample(request: Request, cap: int) -> bytes:
             return decode(body, encoding, cap)
     except BodyError as exc:
         raise ApiError(exc.status, exc.message) from None
-    if len(body) > cap:  # cut: the last line is then usually partial, and skipped as invalid
-        body = body[:cap]
-    return body
+    return body[:cap]  # cut: the last line is then usually partial, and skipped as invalid
 
 
 def _display(value: Any, ch_type: ChType) -> Any:
@@ -129,12 +148,7 @@ def preview(columns: list[Column], lines: list[bytes]) -> list[dict[str, Any]]:
     for line in converted.rows.splitlines():
         stored = _DECODER.decode(line)
         # A key the converter left out takes its DEFAULT in the engine: `[]` for inferred arrays.
-        rows.append(
-            {
-                c.name: _display(stored[c.name], c.ch_type) if c.name in stored else _omitted(c)
-                for c in columns
-            }
-        )
+        rows.append({c.name: _display(stored[c.name], c.ch_type) if c.name in stored else _omitted(c) for c in columns})
     return rows
 
 

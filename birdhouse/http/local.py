@@ -19,6 +19,7 @@ from birdhouse.catalog.access import Principal
 from birdhouse.catalog.models import Workspace
 from birdhouse.http.auth import authenticate, runtime
 from birdhouse.http.errors import ApiError
+from birdhouse.http.params import read_params
 
 log = logging.getLogger("birdhouse.http")
 
@@ -115,7 +116,58 @@ async def delete_workspace(request: Request) -> Response:
     return JSONResponse({"id": workspace.id, "name": workspace.name})
 
 
+LIMIT_KEYS = ("workspace_rps", "workspace_burst", "datasource_rps", "datasource_burst", "workspace_mbps")
+
+
+def _managed_workspace(request: Request) -> Workspace:
+    principal = _user(request)
+    if not principal.is_user:
+        raise ApiError(403, "Changing workspace limits needs the user token")
+    rt = runtime(request)
+    key = request.path_params["workspace_id"]
+    workspace = rt.catalog.workspaces.get(key) or rt.catalog.workspace_by_name(key)
+    if workspace is None:
+        raise ApiError(404, f"Workspace '{key}' not found")
+    return workspace
+
+
+def _limits_json(request: Request, workspace: Workspace) -> dict[str, object]:
+    defaults = runtime(request).settings.limits
+    effective = {key: workspace.limits.get(key, getattr(defaults, key)) for key in LIMIT_KEYS}
+    return {"id": workspace.id, "name": workspace.name, "limits": effective, "overrides": workspace.limits}
+
+
+async def get_limits(request: Request) -> Response:
+    return JSONResponse(_limits_json(request, _managed_workspace(request)))
+
+
+async def set_limits(request: Request) -> Response:
+    """Per-workspace rate limits (0 = unlimited; an empty value removes the override)."""
+    workspace = _managed_workspace(request)
+    params = await read_params(request)
+    limits = dict(workspace.limits)
+    for key in LIMIT_KEYS:
+        value = params.get(key)
+        if value is None:
+            continue
+        if not value.strip():
+            limits.pop(key, None)
+            continue
+        try:
+            number = float(value)
+        except ValueError:
+            raise ApiError(400, f"'{key}' must be a number, got '{value[:50]}'") from None
+        if number < 0:
+            raise ApiError(400, f"'{key}' must be zero (unlimited) or positive")
+        limits[key] = number
+    workspace.limits = limits
+    await run_in_threadpool(runtime(request).catalog.save_workspace, workspace)
+    return JSONResponse(_limits_json(request, workspace))
+
+
 routes = [
+    Route("/v1/workspaces/{workspace_id}/limits", get_limits, methods=["GET"]),
+    Route("/v1/workspaces/{workspace_id}/limits", set_limits, methods=["PUT", "POST"]),
     Route("/ping", ping, methods=["GET"]),
     Route("/v0/health", health, methods=["GET"]),
     Route("/tokens", local_tokens, methods=["GET"]),

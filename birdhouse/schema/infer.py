@@ -241,10 +241,8 @@ def sample_body(
     size = max(1, min(initial, maximum))
     tried = -1
     while True:
-        if size >= len(body):
-            chunk = body
-        else:
-            chunk = body[: body.rfind(b"\n", 0, size) + 1]  # rfind gives -1 → empty chunk
+        # Cut after the last newline in the first `size` bytes; none at all (-1) gives an empty sample.
+        chunk = body if size >= len(body) else body[: body.rfind(b"\n", 0, size) + 1]
         if len(chunk) != tried:  # a doubling that reached no new newline changes nothing
             tried = len(chunk)
             inference = infer(chunk)

@@ -55,9 +55,23 @@ class PathStats:
     """
 
     __slots__ = (
-        "container", "kinds", "values", "nulls", "elements", "int_min", "int_max", "has_fraction",
-        "max_decimals", "max_abs", "strings", "dates", "date_time", "date_fraction", "date_min",
-        "date_max", "distinct",
+        "container",
+        "date_fraction",
+        "date_max",
+        "date_min",
+        "date_time",
+        "dates",
+        "distinct",
+        "elements",
+        "has_fraction",
+        "int_max",
+        "int_min",
+        "kinds",
+        "max_abs",
+        "max_decimals",
+        "nulls",
+        "strings",
+        "values",
     )  # fmt: skip
 
     def __init__(self, container: str | None) -> None:
@@ -127,7 +141,9 @@ def scalar_type(stats: PathStats) -> tuple[str | None, str]:
         if stats.dates <= _DATE_SHARE * stats.strings:
             return "String", ""
         lo, hi = stats.date_min, stats.date_max
-        assert lo is not None and hi is not None  # more than 80 % parsed, so at least one did
+        # More than 80 % parsed, so at least one did and both bounds are set.
+        assert lo is not None
+        assert hi is not None
         if stats.date_fraction:
             return "DateTime64(3)", ""
         # Widening beyond the SPEC's type only when a sampled date would be out of its range:

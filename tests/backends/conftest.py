@@ -41,28 +41,29 @@ def clickhouse_server() -> Iterator[str]:
     with tempfile.TemporaryFile() as errors:
         # stderr to a file, not a pipe: apt's output could fill a pipe nobody reads.
         process = subprocess.Popen([str(SCRIPT), "serve"], stdout=subprocess.PIPE, stderr=errors, text=True)
-        assert process.stdout is not None
-        ready, _, _ = select.select([process.stdout], [], [], START_TIMEOUT_S)
-        line = process.stdout.readline().strip() if ready else ""
-        if not line.isdigit():
-            process.kill()
-            process.wait()
-            errors.seek(0)
-            detail = errors.read().decode(errors="replace")[-4000:]
-            pytest.fail(
-                f"scripts/clickhouse could not start a ClickHouse server (set BIRDHOUSE_SKIP_CLICKHOUSE=1 to skip "
-                f"these tests on purpose):\n{detail}",
-                pytrace=False,
-            )
-        try:
-            yield f"clickhouse://default@127.0.0.1:{line}/"
-        finally:
-            process.terminate()
-            try:
-                process.wait(timeout=30)
-            except subprocess.TimeoutExpired:
+        with process:  # closes the stdout pipe and reaps the script however we leave
+            assert process.stdout is not None
+            ready, _, _ = select.select([process.stdout], [], [], START_TIMEOUT_S)
+            line = process.stdout.readline().strip() if ready else ""
+            if not line.isdigit():
                 process.kill()
                 process.wait()
+                errors.seek(0)
+                detail = errors.read().decode(errors="replace")[-4000:]
+                pytest.fail(
+                    f"scripts/clickhouse could not start a ClickHouse server (set BIRDHOUSE_SKIP_CLICKHOUSE=1 "
+                    f"to skip these tests on purpose):\n{detail}",
+                    pytrace=False,
+                )
+            try:
+                yield f"clickhouse://default@127.0.0.1:{line}/"
+            finally:
+                # The script stops the server and deletes its data on SIGTERM.
+                process.terminate()
+                try:
+                    process.wait(timeout=30)
+                except subprocess.TimeoutExpired:
+                    process.kill()
 
 
 @dataclass

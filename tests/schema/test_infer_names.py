@@ -118,11 +118,11 @@ class Recorder:
 
 
 def test_sample_body_uses_the_first_bytes_cut_at_a_newline() -> None:
-    body = b"".join(b'{"n": %d}\n' % i for i in range(100))  # 10 or 11 bytes a line
+    body = b"".join(b'{"n": %d}\n' % i for i in range(10))  # 9 bytes a line
     recorder = Recorder()
     inference = sample_body(body, 35, 1000, recorder)
     assert inference is not None
-    assert recorder.sizes == [30]  # three whole lines, the partial fourth left out
+    assert recorder.sizes == [27]  # three whole lines, the partial fourth left out
     assert inference.rows == 3
 
 
@@ -132,7 +132,8 @@ def test_sample_body_doubles_until_a_column_is_inferred() -> None:
     inference = sample_body(body, 16, 4096, recorder)
     assert inference is not None
     assert [c.name for c in inference.columns] == ["n"]
-    assert recorder.sizes == [16, 32, 64, 89]  # 64 and 128 bytes cut at the last newline
+    assert recorder.sizes == [16, 32, 64, 125]  # 128 bytes cut after the fifth 9-byte object line
+    assert inference.rows == 5
 
 
 def test_sample_body_skips_samples_that_did_not_grow() -> None:

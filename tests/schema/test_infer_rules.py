@@ -8,6 +8,7 @@ import pytest
 
 from birdhouse.schema.columns import parse_schema
 from birdhouse.schema.infer import DroppedPath, Inference, infer_schema
+from birdhouse.schema.infer_stats import MAX_DEPTH
 
 
 def infer(*rows: object, max_columns: int = 10_000) -> Inference:
@@ -222,3 +223,21 @@ def test_backtick_keys_are_dropped() -> None:
     assert inference.dropped == [
         DroppedPath("$.['a`b']", "a key with a backtick cannot be written in a json path annotation")
     ]
+
+
+def test_nesting_past_the_depth_limit_is_dropped() -> None:
+    def nest(levels: int) -> object:
+        value: object = 1
+        for _ in range(levels - 1):
+            value = {"k": value}
+        return value
+
+    kept = infer({"ok": nest(MAX_DEPTH)})
+    assert [c.jsonpath for c in kept.columns] == ["$.ok" + ".k" * (MAX_DEPTH - 1)]
+    deep = infer({"deep": nest(MAX_DEPTH + 5), "ok": 1})
+    assert types(deep) == {"$.ok": "Int16"}
+    assert deep.dropped == [DroppedPath("$.deep" + ".k" * MAX_DEPTH, f"nested deeper than {MAX_DEPTH} levels")]
+
+
+def test_array_elements_beyond_the_widest_type_are_dropped() -> None:
+    assert reasons(infer({"a": [1, 2**300]})) == {"$.a[:]": "integer out of the Int256 range"}

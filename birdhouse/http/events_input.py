@@ -1,0 +1,127 @@
+"""The checks of ``POST /v0/events`` before any row is staged (SPEC §1.4 2–9):
+token, parameters, data source resolution, body reading and decoding.
+
+Every failure here is an :class:`EventsError` with the exact SPEC §2.2 text;
+nothing has been stored when one is raised.
+"""
+
+from __future__ import annotations
+
+import re
+
+import msgspec
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+
+from birdhouse.catalog.access import AuthError, Principal
+from birdhouse.catalog.models import DataSource
+from birdhouse.config import EventsSettings
+from birdhouse.http.auth import presented_token, runtime
+from birdhouse.http.compression import BodyError, decode, encoding_of, read_wire
+from birdhouse.schema.columns import is_json_typed
+
+UNAVAILABLE = "Service temporarily unavailable, no data ingested, please retry again"
+FORMATS = ("ndjson", "json")
+
+
+class EventsError(Exception):
+    def __init__(self, status: int, message: str, headers: dict[str, str] | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+        self.headers = headers or {}
+
+
+def authenticate(request: Request) -> Principal:
+    """Step 2: E1 (403) or E4 (404)."""
+    token = presented_token(request)
+    if token is None:
+        raise EventsError(403, "Invalid token")
+    try:
+        principal = runtime(request).catalog.authenticate(token)
+    except AuthError as exc:
+        raise EventsError(exc.status, "Workspace not found" if exc.status == 404 else "Invalid token") from None
+    if principal.workspace is None:
+        raise EventsError(403, "Invalid token")
+    return principal
+
+
+def parameters(request: Request) -> tuple[str, str]:
+    """Step 3: the data source name (E6) and the format (E18)."""
+    name = (request.query_params.get("name") or "").strip()
+    if not name:
+        raise EventsError(400, "Missing 'name' parameter")
+    fmt = (request.query_params.get("format") or "ndjson").strip().lower()
+    if fmt not in FORMATS:
+        raise EventsError(501, f"Unimplemented format {request.query_params.get('format')}")
+    return name, fmt
+
+
+def resolve(request: Request, principal: Principal, name: str) -> DataSource | None:
+    """Step 5. None means: missing, and this token may create it (classic mode)."""
+    assert principal.workspace is not None
+    rt = runtime(request)
+    datasource = rt.catalog.find_datasource(principal.workspace.id, name)
+    if datasource is None:
+        base = name.removesuffix("_quarantine")
+        if base != name and rt.catalog.find_datasource(principal.workspace.id, base) is not None:
+            raise EventsError(400, "Quarantine Data Sources cannot be appended to")
+        if rt.settings.compat.mode == "forward":
+            raise EventsError(
+                404,
+                f"Data Source '{name}' does not exist. Data Sources in Forward Workspaces are created "
+                "through deployments.",
+            )
+        if not principal.can_create():
+            raise EventsError(403, "Invalid token for DS autocreation")
+        return None
+    if not principal.can_append(datasource.id):
+        raise EventsError(403, "Invalid token")
+    if not is_json_typed(datasource.columns):
+        raise EventsError(400, "Data Source must be of type JSON")
+    return datasource
+
+
+def check_encoding(request: Request, settings: EventsSettings) -> str:
+    """Step 7: E16 for an unknown encoding, E14 on Content-Length alone."""
+    try:
+        encoding = encoding_of(request.headers.get("content-encoding"))
+    except BodyError as exc:
+        raise EventsError(exc.status, exc.message) from None
+    length = request.headers.get("content-length")
+    if length is not None and length.isdigit() and int(length) > settings.max_request_bytes:
+        raise EventsError(413, f"Request Entity Too Large: body exceeds {settings.max_request_bytes} bytes")
+    return encoding
+
+
+async def read_body(request: Request, encoding: str, fmt: str, settings: EventsSettings) -> tuple[bytes, int]:
+    """Step 9's input: the decoded body (E14/E15/E17) and its wire size."""
+    try:
+        wire = await read_wire(request.stream(), settings.max_request_bytes)
+        body = await run_in_threadpool(decode, wire, encoding, settings.max_decompressed_bytes)
+    except BodyError as exc:
+        raise EventsError(exc.status, exc.message) from None
+    if fmt == "json":
+        body = json_document_to_ndjson(body)
+    return body, len(wire)
+
+
+# Bash's $'…' examples in Tinybird's docs leave "\" + newline between tokens.
+_CONTINUATION = re.compile(rb"\\\r?\n")
+
+
+def json_document_to_ndjson(body: bytes) -> bytes:
+    """``format=json``: one JSON document (object or array of objects),
+    possibly pretty-printed, becomes one NDJSON line per object."""
+    if not body.strip():
+        return b""
+    try:
+        document = msgspec.json.decode(body)
+    except msgspec.DecodeError:
+        try:
+            document = msgspec.json.decode(_CONTINUATION.sub(b"\n", body))
+        except msgspec.DecodeError:
+            # Let the converter quarantine it as one invalid line (M7).
+            return body.replace(b"\n", b" ")
+    items = document if isinstance(document, list) else [document]
+    return b"\n".join(msgspec.json.encode(item) for item in items)
