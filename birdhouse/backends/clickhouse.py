@@ -1,7 +1,7 @@
 """A ClickHouse server (or cluster) over its HTTP interface, through httpx.
 
 ``clickhouse://user:pass@host:8123/?database=default&cluster=name`` (also
-``timeout_s``, ``connect_timeout_s``, ``ledger_database``). Statements travel
+``timeout_s``, ``connect_timeout_s``, ``secure=1``, ``ledger_database``). Statements travel
 as the POST body, settings as URL parameters (so, unlike chDB, DDL never has
 a SETTINGS clause that could be read as table settings), values as
 ``param_<name>`` URL parameters or as the bytes of an input format.
@@ -55,6 +55,9 @@ _ALIGNED_DEFAULTS: dict[str, str | int] = {
     "input_format_null_as_default": 1,
     "input_format_defaults_for_omitted_fields": 1,
     "date_time_input_format": "best_effort",
+    # Transport, not alignment: a late error as plain text at the end of the
+    # body (see _late_error), never folded into a JSON document's fields.
+    "http_write_exception_in_output_format": 0,
 }
 # DDL flags sent with every command() when the server has them switched off.
 _EXPERIMENTAL_FLAGS = tuple(
@@ -113,8 +116,6 @@ class ClickhouseBackend:
             self._client.close()
             raise
 
-    # ------------------------------------------------------------- transport
-
     def _post(
         self,
         *,
@@ -140,11 +141,9 @@ class ClickhouseBackend:
                 # A proxy or load balancer in front of an unreachable server.
                 raise BackendUnavailable(f"ClickHouse HTTP {response.status_code}: {text[:500]}")
             raise BackendError(text or f"ClickHouse HTTP {response.status_code}", code)
-        # The status line went out with the first block; an error after that
-        # is only the last line of the body.
-        tail = _EXC_RE.search(body[-4096:])
-        if tail is not None:
-            raise BackendError(_message(tail.group(1).decode(errors="replace")), int(tail.group(2)))
+        late = _late_error(body)
+        if late is not None:
+            raise late
         return body, response, elapsed
 
     def _url_settings(self, settings: Mapping[str, str | int] | None, *, ddl: bool = False) -> dict[str, str]:
@@ -164,8 +163,6 @@ class ClickhouseBackend:
         if readonly is not None:
             out["readonly"] = str(readonly)
         return out
-
-    # ----------------------------------------------------------------- detect
 
     def _detect(self) -> Capabilities:
         def rows(sql: str) -> list[list[str]]:
@@ -208,8 +205,6 @@ class ClickhouseBackend:
             data_types=types,
             insert_defaults="input_format_defaults_for_omitted_fields" in self._server_settings,
         )
-
-    # --------------------------------------------------------------- protocol
 
     def query(
         self,
@@ -282,8 +277,6 @@ class ClickhouseBackend:
     def close(self) -> None:
         self._client.close()
 
-    # ---------------------------------------------------------------- ledger
-
     def _ledger_has(self, key: dict[str, str]) -> bool:
         # The key travels as data (an external table), never as SQL text.
         body, _, _ = self._post(
@@ -324,6 +317,22 @@ class ClickhouseBackend:
             "ENGINE = ReplacingMergeTree PARTITION BY toYYYYMM(at) ORDER BY (table, token)"
         )
         self._ledger_ready = True
+
+
+def _late_error(body: bytes) -> BackendError | None:
+    """The error a 200 response carries when the query failed after the status
+    line went out with the first blocks: the last line of the body, or (24.11+)
+    a block framed by ``__exception__`` markers."""
+    tail = body[-16384:]
+    if tail.rstrip().endswith(b"__exception__"):
+        framed = tail[tail.find(b"__exception__") :].decode(errors="replace")
+        line = next((text for text in framed.splitlines() if text.startswith("Code: ")), framed)
+        code = _CODE_RE.search(line)
+        return BackendError(_message(line), int(code.group(1)) if code else None)
+    match = _EXC_RE.search(tail)
+    if match is None:
+        return None
+    return BackendError(_message(match.group(1).decode(errors="replace")), int(match.group(2)))
 
 
 def _summary(response: httpx.Response) -> dict[str, Any]:

@@ -22,6 +22,7 @@ SETTINGS = {
     "output_format_json_quote_64bit_integers": "1",
     "readonly": "0",
     "max_result_bytes": "0",
+    "http_write_exception_in_output_format": "1",
 }
 DETECTION = {
     "SELECT version() FORMAT TSV": "24.8.4.13\n",
@@ -79,6 +80,7 @@ def test_query_sends_sql_as_body_and_settings_as_url_parameters() -> None:
     assert params["max_result_bytes"] == "10" and params["result_overflow_mode"] == "throw"
     assert list(params.keys())[-1] == "readonly"  # some servers refuse settings changed after it
     assert params["output_format_json_quote_64bit_integers"] == "0"
+    assert params["http_write_exception_in_output_format"] == "0"
 
 
 def test_query_params_are_url_parameters_escaped_for_strings() -> None:
@@ -135,6 +137,19 @@ def test_exception_after_200_in_the_body() -> None:
     with pytest.raises(BackendError) as excinfo:
         backend.query("SELECT 1", "TSV")
     assert excinfo.value.code == 395
+
+
+def test_exception_after_200_framed_by_a_tag() -> None:
+    # 24.11+ frames a late exception so it cannot be confused with data.
+    body = (
+        "1\n2\n__exception__\r\nxq7Ka1\r\nCode: 395. DB::Exception: Value passed to 'throwIf' function is "
+        "non-zero. (FUNCTION_THROW_IF_VALUE_IS_NON_ZERO) (version 25.3.1.1)\r\n121 xq7Ka1\r\n__exception__\r\n"
+    )
+    backend = fake(lambda r: httpx.Response(200, text=body, headers={"X-ClickHouse-Exception-Tag": "xq7Ka1"}))
+    with pytest.raises(BackendError) as excinfo:
+        backend.query("SELECT 1", "TSV")
+    assert excinfo.value.code == 395
+    assert excinfo.value.message.endswith("(FUNCTION_THROW_IF_VALUE_IS_NON_ZERO)")
 
 
 def test_a_string_mentioning_an_exception_mid_body_is_data() -> None:
