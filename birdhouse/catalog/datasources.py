@@ -9,17 +9,17 @@ dropped again before the error reaches the caller.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 
 import msgspec
 
-from birdhouse.backends import BackendError
+from birdhouse.backends import BackendError, Capabilities
 from birdhouse.catalog.catalog import Catalog, CatalogError
 from birdhouse.catalog.models import DataSource, Workspace, new_datasource_id, utc_now
 from birdhouse.schema.columns import Column
 from birdhouse.schema.engine import EngineSpec, engine_sql, quarantine_columns, quarantine_engine
-from birdhouse.schema.names import InvalidName, validate_datasource_name
-from birdhouse.schema.types import REQUIRED_CREATE_SETTINGS
+from birdhouse.schema.names import InvalidName, validate_datasource_name, validate_identifier
+from birdhouse.schema.types import REQUIRED_CREATE_SETTINGS, ChType
 
 # Replaying a WAL segment must be a no-op (DESIGN invariant 3): plain
 # MergeTree keeps no insert-dedup window unless told to.
@@ -31,12 +31,35 @@ def table_ref(workspace: Workspace, table: str) -> str:
     return f"`{workspace.database}`.`{table}`"
 
 
-def _with_dedup_window(engine: EngineSpec) -> EngineSpec:
-    if engine.engine == "Null" or DEDUP_WINDOW_SETTING in (engine.settings or ""):
+def _with_dedup_window(engine: EngineSpec, capabilities: Capabilities) -> EngineSpec:
+    # Servers without the setting dedup replays through the backend's own
+    # delivered-token ledger instead.
+    if not capabilities.dedup_window or engine.engine == "Null" or DEDUP_WINDOW_SETTING in (engine.settings or ""):
         return engine
     extra = f"{DEDUP_WINDOW_SETTING} = {DEDUP_WINDOW}"
     settings = f"{engine.settings}, {extra}" if engine.settings else extra
     return msgspec.structs.replace(engine, settings=settings)
+
+
+def _type_families(t: ChType) -> Iterator[str]:
+    yield t.name
+    for arg in t.args:
+        if isinstance(arg, ChType):
+            yield from _type_families(arg)
+
+
+def _check_types_supported(capabilities: Capabilities, columns: Sequence[Column]) -> None:
+    """A type the storage engine lacks is a clear 400 at creation, not a
+    failure at the first insert."""
+    if not capabilities.data_types:
+        return
+    for column in columns:
+        for family in _type_families(column.ch_type):
+            if family not in capabilities.data_types:
+                raise CatalogError(
+                    f"Type {family} (column '{column.name}') is not supported by the storage engine "
+                    f"(ClickHouse {capabilities.version})"
+                )
 
 
 def _create_table_sql(ref: str, columns: Sequence[Column], engine: EngineSpec) -> str:
@@ -62,6 +85,7 @@ def create_datasource(
         raise CatalogError(str(exc)) from None
     if not columns:
         raise CatalogError("A data source needs at least one column in its schema")
+    _check_types_supported(catalog.backend.capabilities, columns)
     with catalog.lock:
         if catalog.find_datasource(workspace.id, name) is not None:
             raise CatalogError(f"There is already a Data Source with name '{name}'")
@@ -73,15 +97,14 @@ def create_datasource(
         try:
             # Render both statements before running either: a bad expression
             # is refused here and nothing reaches the engine.
+            capabilities = catalog.backend.capabilities
+            q_columns = quarantine_columns(list(columns))
+            q_engine = quarantine_engine(list(columns))
             statements = [
-                (main_ref, _create_table_sql(main_ref, columns, _with_dedup_window(engine))),
+                (main_ref, _create_table_sql(main_ref, columns, _with_dedup_window(engine, capabilities))),
                 (
                     quarantine_ref,
-                    _create_table_sql(
-                        quarantine_ref,
-                        quarantine_columns(list(columns)),
-                        _with_dedup_window(quarantine_engine(list(columns))),
-                    ),
+                    _create_table_sql(quarantine_ref, q_columns, _with_dedup_window(q_engine, capabilities)),
                 ),
             ]
         except ValueError as exc:
@@ -140,11 +163,13 @@ class TableStats:
 
 
 def table_stats(catalog: Catalog, workspace: Workspace, table: str) -> TableStats:
-    result = catalog.backend.query(
-        "SELECT toUInt64(sum(rows)) AS r, toUInt64(sum(bytes_on_disk)) AS b FROM system.parts "
-        "WHERE active AND database = {db:String} AND table = {t:String}",
-        "JSONEachRow",
-        params={"db": workspace.database, "t": table},
-    )
+    select = "SELECT toUInt64(sum(rows)) AS r, toUInt64(sum(bytes_on_disk)) AS b FROM system.parts WHERE active AND "
+    if catalog.backend.capabilities.query_params:
+        where = "database = {db:String} AND table = {t:String}"
+        result = catalog.backend.query(select + where, "JSONEachRow", params={"db": workspace.database, "t": table})
+    else:
+        # Both names passed validate_identifier ([A-Za-z0-9_]): they cannot leave the quotes.
+        where = f"database = '{validate_identifier(workspace.database)}' AND table = '{validate_identifier(table)}'"
+        result = catalog.backend.query(select + where, "JSONEachRow")
     row = msgspec.json.decode(result.body.splitlines()[0]) if result.body.strip() else {}
     return TableStats(int(row.get("r", 0)), int(row.get("b", 0)))

@@ -64,8 +64,9 @@ class DedupIndex:
     def open(self, wal: Wal) -> None:
         self.backend.command(
             f"CREATE TABLE IF NOT EXISTS {self.table} (key String, successful_rows UInt64, quarantined_rows UInt64, "
-            f"request_id String, created DateTime) ENGINE = ReplacingMergeTree ORDER BY key "
-            f"TTL created + toIntervalSecond({int(self.window_s)})"
+            f"request_id String, created DateTime) ENGINE = ReplacingMergeTree ORDER BY key"
+            # Without TTL (old servers) expired keys stay; lookups filter them by age.
+            + (f" TTL created + toIntervalSecond({int(self.window_s)})" if self.backend.capabilities.ttl else "")
         )
         now = time.time()
         result = self.backend.query(

@@ -30,6 +30,7 @@ from birdhouse.catalog.catalog import Catalog
 from birdhouse.catalog.datasources import table_ref
 from birdhouse.pipeline.dedup import DedupIndex
 from birdhouse.pipeline.records import AcceptedBatch, decode_batch, landing_token, quarantine_token
+from birdhouse.schema.engine import quarantine_columns
 
 log = logging.getLogger("birdhouse.flush")
 
@@ -87,11 +88,14 @@ def insert_quarantine(backend: Backend, catalog: Catalog, batch: AcceptedBatch) 
     datasource = catalog.datasources.get(batch.datasource_id)
     if workspace is None or datasource is None or not batch.quarantined_rows:
         return
+    # Name the columns (all but insertion_date): old servers evaluate the
+    # DEFAULT now() only for columns missing from an explicit list.
+    columns = tuple(c.name for c in quarantine_columns(datasource.columns)[:-1])
     _insert(
         backend,
         table_ref(workspace, datasource.quarantine_name),
         batch.quarantine,
-        None,
+        columns,
         quarantine_token(batch.request_id),
     )
 

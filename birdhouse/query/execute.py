@@ -68,6 +68,14 @@ def run_sql(
 ) -> QueryOutput:
     workspace = principal.workspace
     assert workspace is not None
+    if not backend.capabilities.explain_ast:
+        # The guard must see the engine's own parse of the query; parsing with
+        # a different engine version could let a parser difference through.
+        raise QueryFailed(
+            f"/v0/sql needs EXPLAIN AST, which ClickHouse {backend.capabilities.version} lacks; "
+            "use ClickHouse 20.6 or newer",
+            501,
+        )
     if len(sql.encode()) > limits.max_query_bytes:
         raise QueryFailed(f"The query is longer than {limits.max_query_bytes} bytes", 400)
     tables: dict[str, str] = {}

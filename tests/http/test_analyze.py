@@ -90,9 +90,11 @@ def test_multipart_ndjson_and_file_fields(app: Local) -> None:
         )
         assert response.status_code == 200, response.text
         assert response.json()["analysis"]["schema"].startswith("purchase_datetime DateTime")
-    as_field = app.client.post("/v0/analyze", headers=app.auth(), data={"ndjson": SPEC_SAMPLE.decode()})
-    assert as_field.status_code == 200
-    assert [c["name"] for c in as_field.json()["analysis"]["columns"]][-1] == "store_id"
+    for files in (None, {"other": ("x.txt", b"", "text/plain")}):  # urlencoded, then a multipart text field
+        form = {"ndjson": SPEC_SAMPLE.decode()}
+        as_field = app.client.post("/v0/analyze", headers=app.auth(), data=form, files=files)
+        assert as_field.status_code == 200
+        assert [c["name"] for c in as_field.json()["analysis"]["columns"]][-1] == "store_id"
 
 
 def test_raw_ndjson_labelled_as_a_form(app: Local, monkeypatch: pytest.MonkeyPatch) -> None:
