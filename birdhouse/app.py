@@ -20,7 +20,7 @@ from starlette.routing import BaseRoute
 from birdhouse.catalog.access import AuthError
 from birdhouse.catalog.catalog import CatalogError
 from birdhouse.config import Settings, load_settings
-from birdhouse.http import datasources, events, local, sql, tokens
+from birdhouse.http import analyze, datasources, events, local, sql, tokens
 from birdhouse.http.errors import (
     ApiError,
     api_error_handler,
@@ -38,7 +38,7 @@ LOCAL_ENV = "BIRDHOUSE_RUNTIME_LOCAL"
 
 
 def routes() -> list[BaseRoute]:
-    return [*local.routes, *events.routes, *tokens.routes, *datasources.routes, *sql.routes]
+    return [*local.routes, *events.routes, *tokens.routes, *datasources.routes, *sql.routes, *analyze.routes]
 
 
 def create_app(settings: Settings, *, local_mode: bool = True) -> Starlette:

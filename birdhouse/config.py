@@ -110,6 +110,15 @@ class DedupSettings:
 
 
 @dataclass(frozen=True)
+class InferenceSettings:
+    # Auto-create samples the first 64 KiB (cut at a newline), doubling up to
+    # 10 MiB until at least one column is inferred (SPEC §9.1).
+    sample_initial_bytes: int = 65536
+    sample_max_bytes: int = 10485760
+    max_columns: int = 10000
+
+
+@dataclass(frozen=True)
 class LimitsSettings:
     # Requests/s per workspace (0 = unlimited: then no X-RateLimit headers).
     workspace_rps: float = 1000.0
@@ -120,6 +129,8 @@ class LimitsSettings:
     # Optional wire bytes/s per workspace, in MB/s (0 = off).
     workspace_mbps: float = 0.0
     max_datasources_per_workspace: int = 0
+    # How long concurrent first requests wait for one of them to auto-create.
+    autocreate_lock_ms: int = 10000
     max_name_length: int = 255
 
 
@@ -141,6 +152,7 @@ class Settings:
     wal: WalSettings = field(default_factory=WalSettings)
     flush: FlushSettings = field(default_factory=FlushSettings)
     dedup: DedupSettings = field(default_factory=DedupSettings)
+    inference: InferenceSettings = field(default_factory=InferenceSettings)
     limits: LimitsSettings = field(default_factory=LimitsSettings)
     sql: SqlSettings = field(default_factory=SqlSettings)
 

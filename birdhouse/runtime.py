@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from birdhouse.backends import Backend, open_backend
+from birdhouse.catalog.autocreate import Autocreator
 from birdhouse.catalog.catalog import Catalog
 from birdhouse.catalog.models import Token, Workspace, new_uuid
 from birdhouse.catalog.secret import load_or_create_secret
@@ -41,6 +42,7 @@ class Runtime:
     flusher: Flusher
     dedup: DedupIndex
     limits: EventLimits
+    autocreator: Autocreator
     # False once shutdown began: new events get 503 (SPEC §8.2 SIGTERM).
     accepting: bool = True
     extras: dict[str, Any] = field(default_factory=dict)
@@ -126,6 +128,7 @@ def open_runtime(settings: Settings, local: bool) -> Runtime:
             flusher=flusher,
             dedup=dedup,
             limits=EventLimits(settings),
+            autocreator=Autocreator(catalog, settings),
         )
         _bootstrap(runtime)
     except BaseException:

@@ -22,6 +22,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from birdhouse.backends import BackendError
+from birdhouse.catalog.autocreate import AutocreateError
 from birdhouse.catalog.models import DataSource, Workspace
 from birdhouse.http.auth import runtime
 from birdhouse.http.events_input import (
@@ -128,9 +129,7 @@ async def _ingest(request: Request, headers: dict[str, str]) -> Response:
         body, wire_size = await read_body(request, encoding, fmt, settings)
         rt.limits.wire_bytes(workspace, wire_size, decision)
         if datasource is None:
-            raise EventsError(
-                404, f"Data Source '{name}' does not exist; create it first (automatic creation is not available yet)"
-            )
+            datasource = await _autocreate(rt, workspace, name, body)
         job = Job(
             workspace=workspace,
             datasource=datasource,
@@ -151,6 +150,16 @@ async def _ingest(request: Request, headers: dict[str, str]) -> Response:
         if delivered is not None and delivered.committed:
             status = 200
     return _success(status, outcome.successful_rows, outcome.quarantined_rows, outcome.details, headers)
+
+
+async def _autocreate(rt: Runtime, workspace: Workspace, name: str, body: bytes) -> DataSource:
+    try:
+        return await rt.autocreator.get_or_create(workspace, name, body)
+    except AutocreateError as exc:
+        unavailable = {"Retry-After": str(rt.settings.events.retry_after_503_s)}
+        if exc.status == 503:
+            raise EventsError(503, UNAVAILABLE, unavailable) from None
+        raise EventsError(exc.status, exc.message) from None
 
 
 def _dedup_key(request: Request, job: Job) -> str:
