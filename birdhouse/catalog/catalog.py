@@ -15,7 +15,7 @@ from collections.abc import Iterable
 
 from birdhouse.backends import Backend
 from birdhouse.catalog.access import AuthError, Principal
-from birdhouse.catalog.models import DataSource, Token, Workspace, new_uuid
+from birdhouse.catalog.models import DataSource, Pipe, Token, Workspace, new_uuid
 from birdhouse.catalog.store import CatalogStore, Record
 from birdhouse.catalog.tokens import (
     ADMIN_USER,
@@ -52,6 +52,7 @@ class Catalog:
         self.workspaces: dict[str, Workspace] = {}
         self.tokens: dict[str, Token] = {}
         self.datasources: dict[str, DataSource] = {}
+        self.pipes: dict[str, Pipe] = {}
         # sha256(token string) → token id: lookups by a digest leak nothing
         # about the stored strings; the final comparison is constant-time.
         self._by_digest: dict[bytes, str] = {}
@@ -66,15 +67,18 @@ class Catalog:
         workspaces: dict[str, Workspace] = {}
         tokens: dict[str, Token] = {}
         datasources: dict[str, DataSource] = {}
+        pipes: dict[str, Pipe] = {}
         for record in self.store.load():
             if isinstance(record, Workspace):
                 workspaces[record.id] = record
             elif isinstance(record, Token):
                 tokens[record.id] = record
+            elif isinstance(record, Pipe):
+                pipes[record.id] = record
             else:
                 datasources[record.id] = record
         with self.lock:
-            self.workspaces, self.tokens, self.datasources = workspaces, tokens, datasources
+            self.workspaces, self.tokens, self.datasources, self.pipes = workspaces, tokens, datasources, pipes
             self._by_digest = {_digest(t.token): t.id for t in tokens.values()}
 
     def _put(self, record: Record) -> None:
@@ -87,6 +91,8 @@ class Catalog:
                 self._by_digest.pop(_digest(old.token), None)
             self.tokens[record.id] = record
             self._by_digest[_digest(record.token)] = record.id
+        elif isinstance(record, Pipe):
+            self.pipes[record.id] = record
         else:
             self.datasources[record.id] = record
 
@@ -97,6 +103,8 @@ class Catalog:
         elif isinstance(record, Token):
             self.tokens.pop(record.id, None)
             self._by_digest.pop(_digest(record.token), None)
+        elif isinstance(record, Pipe):
+            self.pipes.pop(record.id, None)
         else:
             self.datasources.pop(record.id, None)
 
@@ -133,6 +141,8 @@ class Catalog:
                 self._drop(token)
             for datasource in self.workspace_datasources(workspace.id):
                 self._drop(datasource)
+            for pipe in self.workspace_pipes(workspace.id):
+                self._drop(pipe)
             self._drop(workspace)
             self.backend.command(f"DROP DATABASE IF EXISTS `{workspace.database}`")
 
@@ -259,6 +269,30 @@ class Catalog:
             self._drop(datasource)
             for token in list(self.tokens.values()):
                 kept = [s for s in token.scopes if s.resource != datasource.id]
+                if len(kept) != len(token.scopes):
+                    token.scopes = kept
+                    self._put(token)
+
+    # -------------------------------------------------------------- pipes
+
+    def workspace_pipes(self, workspace_id: str) -> list[Pipe]:
+        return sorted((p for p in self.pipes.values() if p.workspace_id == workspace_id), key=lambda p: p.name)
+
+    def find_pipe(self, workspace_id: str, name_or_id: str) -> Pipe | None:
+        return next(
+            (p for p in self.workspace_pipes(workspace_id) if name_or_id in (p.name, p.id)),
+            None,
+        )
+
+    def save_pipe(self, pipe: Pipe) -> None:
+        with self.lock:
+            self._put(pipe)
+
+    def forget_pipe(self, pipe: Pipe) -> None:
+        with self.lock:
+            self._drop(pipe)
+            for token in list(self.tokens.values()):
+                kept = [s for s in token.scopes if s.resource != pipe.id]
                 if len(kept) != len(token.scopes):
                     token.scopes = kept
                     self._put(token)

@@ -69,3 +69,33 @@ class DataSource(msgspec.Struct, kw_only=True):
     @property
     def quarantine_name(self) -> str:
         return f"{self.name}_quarantine"
+
+
+class PipeNode(msgspec.Struct, kw_only=True):
+    name: str
+    sql: str
+    description: str = ""
+    # "" (a plain node), "materialized" or "endpoint".
+    type: str = ""
+    # For a materialized node: the target data source id.
+    datasource_id: str = ""
+
+
+class Pipe(msgspec.Struct, kw_only=True):
+    """A ``.pipe`` datafile: nodes of SQL; a materialized node is a ClickHouse
+    MATERIALIZED VIEW writing into a target data source, an endpoint node is
+    served at ``GET /v0/pipes/<name>.json``."""
+
+    id: str
+    workspace_id: str
+    name: str
+    nodes: list[PipeNode]
+    description: str = ""
+    # The pipe datafile text as deployed, for GET /v0/pipes/<name>.pipe.
+    source: str = ""
+    created_at: str = msgspec.field(default_factory=utc_now)
+    updated_at: str = msgspec.field(default_factory=utc_now)
+
+
+def new_pipe_id() -> str:
+    return "t_" + secrets.token_hex(16)

@@ -22,13 +22,13 @@ from typing import TypeVar
 import msgspec
 
 from birdhouse.backends import Backend
-from birdhouse.catalog.models import DataSource, Token, Workspace
+from birdhouse.catalog.models import DataSource, Pipe, Token, Workspace
 from birdhouse.schema.names import validate_identifier
 
-Record = Workspace | Token | DataSource
-R = TypeVar("R", Workspace, Token, DataSource)
+Record = Workspace | Token | DataSource | Pipe
+R = TypeVar("R", Workspace, Token, DataSource, Pipe)
 
-KINDS: dict[str, type[Record]] = {"workspace": Workspace, "token": Token, "datasource": DataSource}
+KINDS: dict[str, type[Record]] = {"workspace": Workspace, "token": Token, "datasource": DataSource, "pipe": Pipe}
 KIND_OF: dict[type[Record], str] = {cls: kind for kind, cls in KINDS.items()}
 
 
