@@ -75,6 +75,7 @@ def _settings(options: dict[str, Any]) -> Settings:
 def _run_server(settings: Settings, local_mode: bool, tls_cert: str | None, tls_key: str | None) -> None:
     from granian import Granian
     from granian.constants import Interfaces
+    from granian.http import HTTP1Settings, HTTP2Settings
 
     from birdhouse.app import LOCAL_ENV, SETTINGS_ENV
 
@@ -97,6 +98,9 @@ def _run_server(settings: Settings, local_mode: bool, tls_cert: str | None, tls_
         log_level=settings.server.log_level,  # type: ignore[arg-type]
         ssl_cert=Path(tls_cert) if tls_cert else None,
         ssl_key=Path(tls_key) if tls_key else None,
+        http1_settings=HTTP1Settings(header_read_timeout=settings.server.header_read_timeout_ms),
+        http2_settings=HTTP2Settings(max_concurrent_streams=settings.server.http2_max_concurrent_streams),
+        backpressure=settings.server.backpressure,
     )
     server.serve()
 

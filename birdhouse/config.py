@@ -29,6 +29,13 @@ class ServerSettings:
     public_url: str = ""
     shutdown_grace_s: float = 25.0
     log_level: str = "info"
+    # Slow clients: headers must arrive within this (granian closes the
+    # connection), and a request body within body_read_timeout_s (→ 408).
+    header_read_timeout_ms: int = 10000
+    body_read_timeout_s: float = 60.0
+    http2_max_concurrent_streams: int = 200
+    # Concurrent requests per worker before granian stops reading new ones.
+    backpressure: int = 4096
 
 
 @dataclass(frozen=True)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import signal
+import ssl
 import socket
 import subprocess
 import sys
@@ -22,9 +23,18 @@ def free_port() -> int:
 
 
 class LocalServer:
-    def __init__(self, data_dir: Path, *extra: str, env: dict[str, str] | None = None, port: int | None = None) -> None:
+    def __init__(
+        self,
+        data_dir: Path,
+        *extra: str,
+        env: dict[str, str] | None = None,
+        port: int | None = None,
+        scheme: str = "http",
+        verify: ssl.SSLContext | bool = True,
+    ) -> None:
         self.port = port or free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
+        self.url = f"{scheme}://127.0.0.1:{self.port}"
+        self.verify = verify
         self.log_path = data_dir.parent / f"server-{self.port}.log"
         self._log = log = self.log_path.open("wb")
         self.process = subprocess.Popen(
@@ -37,7 +47,7 @@ class LocalServer:
             start_new_session=True,
         )
         self._wait_ready()
-        self.tokens: dict[str, str] = httpx.get(f"{self.url}/tokens").json()
+        self.tokens: dict[str, str] = httpx.get(f"{self.url}/tokens", verify=verify).json()
 
     def _wait_ready(self, timeout_s: float = 60.0) -> None:
         deadline = time.monotonic() + timeout_s
@@ -45,7 +55,7 @@ class LocalServer:
             if self.process.poll() is not None:
                 raise RuntimeError(f"server exited: {self.log_path.read_text()[-2000:]}")
             try:
-                if httpx.get(f"{self.url}/v0/health", timeout=1).status_code == 200:
+                if httpx.get(f"{self.url}/v0/health", timeout=1, verify=self.verify).status_code == 200:
                     return
             except httpx.HTTPError:
                 pass

@@ -8,6 +8,7 @@ as output is produced, not after.
 
 from __future__ import annotations
 
+import asyncio
 import zlib
 from collections.abc import AsyncIterator
 
@@ -42,14 +43,20 @@ def encoding_of(header: str | None) -> str:
     raise BodyError(415, f"Unsupported Content-Encoding '{(header or '').strip()[:100]}'")
 
 
-async def read_wire(stream: AsyncIterator[bytes], max_wire: int) -> bytes:
+async def read_wire(stream: AsyncIterator[bytes], max_wire: int, timeout_s: float | None = None) -> bytes:
+    """The whole wire body, at most ``max_wire`` bytes, within ``timeout_s``
+    (a slow-body client holds a slot and memory; it gets 408, nothing stored)."""
     parts: list[bytes] = []
     size = 0
-    async for chunk in stream:
-        size += len(chunk)
-        if size > max_wire:
-            raise BodyError(413, f"Request Entity Too Large: body exceeds {max_wire} bytes")
-        parts.append(chunk)
+    try:
+        async with asyncio.timeout(timeout_s):
+            async for chunk in stream:
+                size += len(chunk)
+                if size > max_wire:
+                    raise BodyError(413, f"Request Entity Too Large: body exceeds {max_wire} bytes")
+                parts.append(chunk)
+    except TimeoutError:
+        raise BodyError(408, f"Request Timeout: the body did not arrive within {timeout_s:g} s") from None
     return b"".join(parts)
 
 

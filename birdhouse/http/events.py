@@ -126,7 +126,7 @@ async def _ingest(request: Request, headers: dict[str, str]) -> Response:
     length = request.headers.get("content-length")
     large = length is None or not length.isdigit() or int(length) >= settings.large_request_bytes
     async with rt.limits.slot(workspace, datasource.id if datasource else name, large):
-        body, wire_size = await read_body(request, encoding, fmt, settings)
+        body, wire_size = await read_body(request, encoding, fmt, settings, rt.settings.server.body_read_timeout_s)
         rt.limits.wire_bytes(workspace, wire_size, decision)
         if datasource is None:
             datasource = await _autocreate(rt, workspace, name, body)

@@ -94,10 +94,12 @@ def check_encoding(request: Request, settings: EventsSettings) -> str:
     return encoding
 
 
-async def read_body(request: Request, encoding: str, fmt: str, settings: EventsSettings) -> tuple[bytes, int]:
-    """Step 9's input: the decoded body (E14/E15/E17) and its wire size."""
+async def read_body(
+    request: Request, encoding: str, fmt: str, settings: EventsSettings, timeout_s: float
+) -> tuple[bytes, int]:
+    """Step 9's input: the decoded body (E14/E15/E17, 408 when too slow) and its wire size."""
     try:
-        wire = await read_wire(request.stream(), settings.max_request_bytes)
+        wire = await read_wire(request.stream(), settings.max_request_bytes, timeout_s)
         body = await run_in_threadpool(decode, wire, encoding, settings.max_decompressed_bytes)
     except BodyError as exc:
         raise EventsError(exc.status, exc.message) from None
