@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import os
 import signal
-import ssl
 import socket
+import ssl
 import subprocess
 import sys
 import time
