@@ -15,12 +15,13 @@ from collections.abc import AsyncIterator
 
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
+from starlette.middleware import Middleware
 from starlette.routing import BaseRoute
 
 from birdhouse.catalog.access import AuthError
 from birdhouse.catalog.catalog import CatalogError
 from birdhouse.config import Settings, load_settings
-from birdhouse.http import analyze, datasources, events, local, sql, tokens
+from birdhouse.http import analyze, datasources, events, local, metrics, sql, tokens
 from birdhouse.http.errors import (
     ApiError,
     api_error_handler,
@@ -28,6 +29,8 @@ from birdhouse.http.errors import (
     catalog_error_handler,
     internal_error_handler,
 )
+from birdhouse.http.middleware import RequestContext
+from birdhouse.logs import configure_logging
 from birdhouse.runtime import open_runtime
 
 log = logging.getLogger("birdhouse")
@@ -38,7 +41,15 @@ LOCAL_ENV = "BIRDHOUSE_RUNTIME_LOCAL"
 
 
 def routes() -> list[BaseRoute]:
-    return [*local.routes, *events.routes, *tokens.routes, *datasources.routes, *sql.routes, *analyze.routes]
+    return [
+        *local.routes,
+        *events.routes,
+        *tokens.routes,
+        *datasources.routes,
+        *sql.routes,
+        *analyze.routes,
+        *metrics.routes,
+    ]
 
 
 def create_app(settings: Settings, *, local_mode: bool = True) -> Starlette:
@@ -63,6 +74,7 @@ def create_app(settings: Settings, *, local_mode: bool = True) -> Starlette:
             await run_in_threadpool(runtime.close)
 
     return Starlette(
+        middleware=[Middleware(RequestContext)],
         routes=routes(),
         lifespan=lifespan,
         exception_handlers={
@@ -80,4 +92,5 @@ def app_from_env() -> Starlette:
     layers = json.loads(raw) if raw else {}
     overrides = {f"{section}.{key}": value for section, values in layers.items() for key, value in values.items()}
     settings = load_settings(environ={}, overrides=overrides)
+    configure_logging(settings.server.log_level, settings.server.log_format)
     return create_app(settings, local_mode=os.environ.get(LOCAL_ENV, "1") == "1")

@@ -42,6 +42,9 @@ def _server_options(fn: Any) -> Any:
             click.option("--tls-cert", default=None, help="TLS certificate (PEM) to serve HTTPS."),
             click.option("--tls-key", default=None, help="TLS private key (PEM)."),
             click.option(
+                "--log-format", type=click.Choice(["text", "json"]), default=None, help="Log lines as text or JSON."
+            ),
+            click.option(
                 "--events-rps", type=float, default=None, help="Requests/s per workspace on /v0/events (0 = no limit)."
             ),
             click.option(
@@ -62,6 +65,7 @@ def _settings(options: dict[str, Any]) -> Settings:
                 "server.port": options.get("port"),
                 "server.data_dir": options.get("data_dir"),
                 "storage.dsn": options.get("storage"),
+                "server.log_format": options.get("log_format"),
                 "limits.workspace_rps": options.get("events_rps"),
                 "limits.workspace_burst": options.get("events_rps"),
                 "limits.workspace_mbps": options.get("events_mbps"),

@@ -29,6 +29,10 @@ class ServerSettings:
     public_url: str = ""
     shutdown_grace_s: float = 25.0
     log_level: str = "info"
+    # text or json (one object per line, with the request id).
+    log_format: str = "text"
+    # If set, GET /metrics requires "Authorization: Bearer <metrics_token>".
+    metrics_token: str = ""
     # Slow clients: headers must arrive within this (granian closes the
     # connection), and a request body within body_read_timeout_s (→ 408).
     header_read_timeout_ms: int = 10000

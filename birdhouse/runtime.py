@@ -20,6 +20,7 @@ from birdhouse.catalog.secret import load_or_create_secret
 from birdhouse.catalog.tokens import USER, Scope
 from birdhouse.config import Settings
 from birdhouse.http.limits import EventLimits
+from birdhouse.metrics import Metrics
 from birdhouse.pipeline.dedup import DedupIndex
 from birdhouse.pipeline.flusher import Flusher
 from birdhouse.pipeline.ingest import Ingestor
@@ -43,6 +44,7 @@ class Runtime:
     dedup: DedupIndex
     limits: EventLimits
     autocreator: Autocreator
+    metrics: Metrics
     # False once shutdown began: new events get 503 (SPEC §8.2 SIGTERM).
     accepting: bool = True
     extras: dict[str, Any] = field(default_factory=dict)
@@ -117,7 +119,11 @@ def open_runtime(settings: Settings, local: bool) -> Runtime:
     try:
         dedup = DedupIndex(backend, settings.storage.catalog_database, settings.dedup.window_s)
         dedup.open(wal)
-        flusher = Flusher(wal, backend, catalog, settings.flush, settings.data_path / "deadletter", dedup=dedup)
+        metrics = Metrics()
+        flusher = Flusher(
+            wal, backend, catalog, settings.flush, settings.data_path / "deadletter", dedup=dedup, metrics=metrics
+        )
+        _register_gauges(metrics, wal, flusher)
         runtime = Runtime(
             settings=settings,
             backend=backend,
@@ -129,6 +135,7 @@ def open_runtime(settings: Settings, local: bool) -> Runtime:
             dedup=dedup,
             limits=EventLimits(settings),
             autocreator=Autocreator(catalog, settings),
+            metrics=metrics,
         )
         _bootstrap(runtime)
     except BaseException:
@@ -136,6 +143,18 @@ def open_runtime(settings: Settings, local: bool) -> Runtime:
         backend.close()
         raise
     return runtime
+
+
+def _register_gauges(metrics: Metrics, wal: Wal, flusher: Flusher) -> None:
+    gauges = [
+        ("birdhouse_wal_segments", "WAL segment files on disk (sealed and active).", lambda: wal.stats().segments),
+        ("birdhouse_wal_bytes", "Bytes of WAL segment files on disk.", lambda: wal.total_bytes),
+        ("birdhouse_wal_fsyncs", "fdatasync calls on the WAL since start.", lambda: wal.stats().fsyncs),
+        ("birdhouse_backend_down_seconds", "How long the backend has been failing (0 = ok).", flusher.backend_down_for),
+        ("birdhouse_flushed_through_segment", "Highest WAL segment delivered.", lambda: flusher.flushed_through),
+    ]
+    for name, help_text, read in gauges:
+        metrics.gauge(name, help_text, read)
 
 
 def _check_wal_mode(settings: Settings) -> None:

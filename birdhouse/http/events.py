@@ -79,6 +79,7 @@ class Job:
     body: bytes
     wait: bool
     details: bool
+    wire_size: int = 0
     dedup_key: str = ""
 
 
@@ -100,6 +101,7 @@ async def ingest(request: Request) -> Response:
     except EventsError as exc:
         return _text(exc.status, exc.message, {**headers, **exc.headers})
     except Refused as exc:
+        runtime(request).metrics.rate_limited.inc(1, "rate" if exc.status == 429 else "concurrency")
         return _text(exc.status, exc.message or UNAVAILABLE, {**headers, **exc.headers})
     except Exception:
         reference = uuid.uuid4().hex[:12]
@@ -136,6 +138,7 @@ async def _ingest(request: Request, headers: dict[str, str]) -> Response:
             body=body,
             wait=(request.query_params.get("wait") or "").lower() == "true",
             details=(request.query_params.get("quarantine_details") or "").lower() == "true",
+            wire_size=wire_size,
         )
         job.dedup_key = _dedup_key(request, job)
         if job.dedup_key:
@@ -223,6 +226,10 @@ async def _accept(request: Request, job: Job, headers: dict[str, str]) -> Accept
         rt.flusher.kick()  # it probes the disk and resets the WAL once writes work again
         raise EventsError(503, UNAVAILABLE, unavailable) from None
     # Accepted: from here on only 2xx (or E21/E22), never a "retry" status.
+    labels = (job.workspace.name, job.datasource.name)
+    rt.metrics.rows.inc(converted.successful_rows, *labels, "ok")
+    rt.metrics.rows.inc(converted.quarantined_rows, *labels, "quarantined")
+    rt.metrics.bytes_in.inc(job.wire_size, *labels)
     if job.dedup_key:
         rt.dedup.remember(batch, ticket.seq)
     rt.flusher.note(converted.successful_rows + converted.quarantined_rows, len(batch.rows) + len(batch.quarantine))

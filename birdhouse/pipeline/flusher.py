@@ -28,6 +28,7 @@ from starlette.concurrency import run_in_threadpool
 from birdhouse.backends import Backend
 from birdhouse.catalog.catalog import Catalog
 from birdhouse.config import FlushSettings
+from birdhouse.metrics import Metrics
 from birdhouse.pipeline.dedup import DedupIndex
 from birdhouse.pipeline.deliver import Delivery, Transient, deliver_segment
 from birdhouse.wal import Ticket, Wal, WalCorrupt, WalError
@@ -53,8 +54,10 @@ class Flusher:
         dead_letter_dir: Path,
         on_delivery: Callable[[Delivery], None] | None = None,
         dedup: DedupIndex | None = None,
+        metrics: Metrics | None = None,
     ) -> None:
         self.dedup = dedup
+        self.metrics = metrics or Metrics()
         self.wal = wal
         self.backend = backend
         self.catalog = catalog
@@ -191,6 +194,7 @@ class Flusher:
             try:
                 await run_in_threadpool(self._flush_all)
             except (Transient, WalError) as exc:
+                self.metrics.backend_errors.inc(1, "transient" if isinstance(exc, Transient) else "wal")
                 if isinstance(exc, Transient) and self.backend_down_since is None:
                     self.backend_down_since = time.monotonic()
                 log.warning("flush failed, retrying in %.1fs: %s", backoff, exc)
@@ -231,7 +235,13 @@ class Flusher:
             except WalCorrupt as exc:
                 self._set_aside(seq, exc)
                 continue
+            started = time.monotonic()
             delivery = deliver_segment(self.backend, self.catalog, payloads, self.dead_letter_dir, self.dedup)
+            self.metrics.flush_seconds.observe(time.monotonic() - started)
+            self.metrics.flushed_rows.inc(delivery.rows, "ok")
+            self.metrics.flushed_rows.inc(delivery.quarantined, "quarantined")
+            if delivery.failed:
+                self.metrics.backend_errors.inc(len(delivery.failed), "dead_letter")
             self.wal.delete(seq)
             self._failed.update(delivery.failed)
             self.flushed_through = seq

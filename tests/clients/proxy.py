@@ -8,6 +8,7 @@ back, and name the request that broke when one did.
 from __future__ import annotations
 
 import http.client
+import re
 import threading
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -36,7 +37,8 @@ class Exchange:
 
     def describe(self) -> str:
         """One line naming the request and what came back, for failure messages."""
-        shown = self.path if len(self.path) < 300 else self.path[:300] + "…"
+        path = re.sub(r"token=[^&]+", "token=<t>", self.path)
+        shown = path if len(path) < 300 else path[:300] + "…"
         answer = self.response_body[:300].decode("utf-8", "replace")
         return f"{self.method} {shown} -> {self.status} {answer!r}"
 
