@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import argparse
 import shutil
+import signal
 import tempfile
+import threading
 import time
 from dataclasses import asdict
 from pathlib import Path
+from types import FrameType
 from typing import Any
 
 from bench import events, report, wrk
@@ -31,6 +34,13 @@ def parse(argv: list[str] | None = None) -> tuple[Config, argparse.Namespace]:
     p.add_argument("--results", type=Path, default=Path(__file__).parent / "results")
     p.add_argument("--smoke", action="store_true", help="minimal sizes for CI: tiny drain, short chDB reference")
     p.add_argument("--keep-workdir", action="store_true")
+    p.add_argument(
+        "--server-env",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="extra environment for birdhouse (default: BIRDHOUSE_LIMITS__WORKSPACE_RPS=0, see docs/benchmarks.md)",
+    )
     p.add_argument("--py-spy", action="store_true", help="profile birdhouse with py-spy during run 0 of each load")
     a = p.parse_args(argv)
     config = Config(
@@ -58,8 +68,21 @@ def parse(argv: list[str] | None = None) -> tuple[Config, argparse.Namespace]:
     return config, a
 
 
+# The workspace rate limit (1,000 req/s by default, SPEC D6) is policy, not capacity: off while measuring.
+DEFAULT_SERVER_ENV = {"BIRDHOUSE_LIMITS__WORKSPACE_RPS": "0"}
+
+
+def _terminate(signum: int, frame: FrameType | None) -> None:
+    raise KeyboardInterrupt(f"signal {signum}")  # run the finally blocks: stop the servers by pid
+
+
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     config, args = parse(argv)
+    server_env = {**DEFAULT_SERVER_ENV, **dict(kv.split("=", 1) for kv in args.server_env)}
+    previous: dict[signal.Signals, Any] = {}
+    if threading.current_thread() is threading.main_thread():
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            previous[sig] = signal.signal(sig, _terminate)
     use_wrk = args.loadgen == "wrk" or (args.loadgen == "auto" and wrk.available())
     if args.loadgen == "wrk" and not wrk.available():
         raise SystemExit("wrk is not installed (apt-get install -y wrk)")
@@ -68,7 +91,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     notes: list[str] = []
     servers: list[Any] = []
     try:
-        bh = Birdhouse(workdir)
+        bh = Birdhouse(workdir, server_env)
         servers.append(bh)
         trivial = Trivial(workdir)
         servers.append(trivial)
@@ -101,6 +124,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             "generator": "wrk" if use_wrk else "bench.loadgen",
             "clickhouse_version": ch.version if ch else None,
             "birdhouse_command": bh.command,
+            "birdhouse_env": server_env,
             "notes": suite.notes,
             "comparisons": suite.comparisons,
             "measurements": suite.measurements,
@@ -110,6 +134,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     finally:
         for server in reversed(servers):
             server.stop()
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
         if not args.keep_workdir:
             shutil.rmtree(workdir, ignore_errors=True)
     json_path, md_path, pngs = report.write(result, args.results)

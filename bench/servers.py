@@ -95,14 +95,16 @@ class Process:
 class Birdhouse(Process):
     name = "birdhouse"
 
-    def __init__(self, workdir: Path) -> None:
+    def __init__(self, workdir: Path, env: dict[str, str] | None = None) -> None:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.data_dir = workdir / "birdhouse-data"
         exe = Path(sys.executable).parent / "birdhouse"
         cmd = [str(exe), "local", "--port", str(self.port), "--data-dir", str(self.data_dir)]
-        super().__init__(cmd, workdir / "birdhouse.log", f"{self.url}/v0/health", {"PYTHONUNBUFFERED": "1"})
-        self.command = " ".join(cmd)
+        super().__init__(
+            cmd, workdir / "birdhouse.log", f"{self.url}/v0/health", {"PYTHONUNBUFFERED": "1", **(env or {})}
+        )
+        self.command = " ".join([*(f"{k}={v}" for k, v in (env or {}).items()), *cmd])
         self.token: str = httpx.get(f"{self.url}/tokens").json()["workspace_admin_token"]
         self.client = httpx.Client(base_url=self.url, headers={"Authorization": f"Bearer {self.token}"}, timeout=60)
 

@@ -7,6 +7,7 @@ production, uvicorn and httpx's ASGI transport run it too.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
 import logging
@@ -18,8 +19,9 @@ from starlette.concurrency import run_in_threadpool
 from starlette.middleware import Middleware
 from starlette.routing import BaseRoute
 
+from birdhouse.backends import BackendError
 from birdhouse.catalog.access import AuthError
-from birdhouse.catalog.catalog import CatalogError
+from birdhouse.catalog.catalog import Catalog, CatalogError
 from birdhouse.config import Settings, load_settings
 from birdhouse.http import analyze, datasources, events, local, metrics, sql, tokens
 from birdhouse.http.errors import (
@@ -64,9 +66,15 @@ def create_app(settings: Settings, *, local_mode: bool = True) -> Starlette:
             )
         app.state.runtime = runtime
         runtime.flusher.start()
+        refresher = None
+        if not runtime.backend.dsn.startswith("chdb://"):
+            # Other nodes share this catalog: pick up their tokens and data sources.
+            refresher = asyncio.create_task(_refresh_catalog(runtime.catalog, settings.storage.catalog_refresh_s))
         try:
             yield
         finally:
+            if refresher is not None:
+                refresher.cancel()
             # Stop taking events, deliver what is pending within the grace
             # period; whatever is left stays in the WAL for the next start.
             runtime.accepting = False
@@ -84,6 +92,15 @@ def create_app(settings: Settings, *, local_mode: bool = True) -> Starlette:
             Exception: internal_error_handler,
         },
     )
+
+
+async def _refresh_catalog(catalog: Catalog, interval_s: float) -> None:
+    while True:
+        await asyncio.sleep(interval_s)
+        try:
+            await run_in_threadpool(catalog.refresh)
+        except BackendError as exc:
+            log.warning("catalog refresh failed (keeping the cached catalog): %s", exc.message)
 
 
 def app_from_env() -> Starlette:

@@ -16,7 +16,7 @@ from birdhouse.backends import Backend, open_backend
 from birdhouse.catalog.autocreate import Autocreator
 from birdhouse.catalog.catalog import Catalog
 from birdhouse.catalog.models import Token, Workspace, new_uuid
-from birdhouse.catalog.secret import load_or_create_secret
+from birdhouse.catalog.secret import load_or_create_secret, shared_secret
 from birdhouse.catalog.tokens import USER, Scope
 from birdhouse.config import Settings
 from birdhouse.http.limits import EventLimits
@@ -102,8 +102,12 @@ def open_runtime(settings: Settings, local: bool) -> Runtime:
     settings.data_path.mkdir(parents=True, exist_ok=True)
     backend = open_backend(settings.storage_dsn)
     try:
-        secret = load_or_create_secret(settings.data_path, settings.auth.token_secret)
-        catalog = Catalog(backend, secret, settings.server.region, settings.storage.catalog_database)
+        catalog = Catalog(backend, b"", settings.server.region, settings.storage.catalog_database)
+        catalog.store.ensure_schema()
+        if settings.auth.token_secret or backend.dsn.startswith("chdb://"):
+            catalog.secret = load_or_create_secret(settings.data_path, settings.auth.token_secret)
+        else:
+            catalog.secret = shared_secret(catalog.store)
         catalog.open()
         _check_wal_mode(settings)
         wal = Wal(

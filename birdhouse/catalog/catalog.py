@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import threading
+import time
 from collections.abc import Iterable
 
 from birdhouse.backends import Backend
@@ -56,6 +57,7 @@ class Catalog:
         # sha256(token string) → token id: lookups by a digest leak nothing
         # about the stored strings; the final comparison is constant-time.
         self._by_digest: dict[bytes, str] = {}
+        self._miss_refreshed: dict[str, float] = {}
 
     # ------------------------------------------------------------ loading
 
@@ -64,6 +66,28 @@ class Catalog:
         self.refresh()
 
     def refresh(self) -> None:
+        """Reload everything from the backend: how other nodes' writes arrive.
+        Holds the write lock while loading so a concurrent local write is
+        never overwritten by an older snapshot."""
+        with self.lock:
+            self._refresh_locked()
+
+    def refresh_for_unknown(self, token_id: str) -> bool:
+        """Reload once for a well-signed token this node does not know:
+        another node may have just minted it. Only holders of the signing
+        secret can produce such ids, so keying the rate limit by token id
+        bounds reloads (a revoked token reloads at most once a second)."""
+        now = time.monotonic()
+        last = self._miss_refreshed.get(token_id)
+        if last is not None and now - last < 1.0:
+            return False
+        self._miss_refreshed[token_id] = now
+        if len(self._miss_refreshed) > 10000:
+            self._miss_refreshed.clear()
+        self.refresh()
+        return True
+
+    def _refresh_locked(self) -> None:
         workspaces: dict[str, Workspace] = {}
         tokens: dict[str, Token] = {}
         datasources: dict[str, DataSource] = {}
@@ -75,11 +99,10 @@ class Catalog:
                 tokens[record.id] = record
             elif isinstance(record, Pipe):
                 pipes[record.id] = record
-            else:
+            elif isinstance(record, DataSource):
                 datasources[record.id] = record
-        with self.lock:
-            self.workspaces, self.tokens, self.datasources, self.pipes = workspaces, tokens, datasources, pipes
-            self._by_digest = {_digest(t.token): t.id for t in tokens.values()}
+        self.workspaces, self.tokens, self.datasources, self.pipes = workspaces, tokens, datasources, pipes
+        self._by_digest = {_digest(t.token): t.id for t in tokens.values()}
 
     def _put(self, record: Record) -> None:
         self.store.save(record)
@@ -93,7 +116,7 @@ class Catalog:
             self._by_digest[_digest(record.token)] = record.id
         elif isinstance(record, Pipe):
             self.pipes[record.id] = record
-        else:
+        elif isinstance(record, DataSource):
             self.datasources[record.id] = record
 
     def _drop(self, record: Record) -> None:
@@ -105,7 +128,7 @@ class Catalog:
             self._by_digest.pop(_digest(record.token), None)
         elif isinstance(record, Pipe):
             self.pipes.pop(record.id, None)
-        else:
+        elif isinstance(record, DataSource):
             self.datasources.pop(record.id, None)
 
     # --------------------------------------------------------- workspaces
@@ -226,6 +249,9 @@ class Catalog:
                 except TokenInvalid:
                     raise AuthError("Invalid token") from None
                 token_id = claims.token_id
+                if token_id not in self.tokens and self.refresh_for_unknown(token_id):
+                    # Minted by another node since our last refresh.
+                    return self.authenticate(presented)
                 if (
                     claims.workspace_id
                     and self.tokens.get(token_id) is None

@@ -16,10 +16,10 @@ import msgspec
 from birdhouse.backends import BackendError, Capabilities
 from birdhouse.catalog.catalog import Catalog, CatalogError
 from birdhouse.catalog.models import DataSource, Workspace, new_datasource_id, utc_now
-from birdhouse.schema.columns import Column
+from birdhouse.schema.columns import Column, is_json_typed
 from birdhouse.schema.engine import EngineSpec, engine_sql, quarantine_columns, quarantine_engine
 from birdhouse.schema.names import InvalidName, validate_datasource_name, validate_identifier
-from birdhouse.schema.types import REQUIRED_CREATE_SETTINGS, ChType
+from birdhouse.schema.types import REQUIRED_CREATE_SETTINGS, ChType, UnsupportedType, check_ingestible, parse_type
 
 # Replaying a WAL segment must be a no-op (DESIGN invariant 3): plain
 # MergeTree keeps no insert-dedup window unless told to.
@@ -62,6 +62,20 @@ def _check_types_supported(capabilities: Capabilities, columns: Sequence[Column]
                 )
 
 
+def _check_ingestible(columns: Sequence[Column]) -> None:
+    """A JSON-typed data source is fed by /v0/events, so every type must be one it
+    can ingest (SPEC §4.2). A data source without json paths (a materialized
+    view's target: /v0/events refuses it with E7) may use any engine type, e.g.
+    ``AggregateFunction(count)`` for an AggregatingMergeTree target."""
+    if not is_json_typed(columns):
+        return
+    for column in columns:
+        try:
+            check_ingestible(parse_type(column.type))
+        except (UnsupportedType, ValueError) as exc:
+            raise CatalogError(f"Invalid column '{column.name}': {exc}") from None
+
+
 def _create_table_sql(ref: str, columns: Sequence[Column], engine: EngineSpec) -> str:
     body = ",\n    ".join(column.sql() for column in columns)
     return f"CREATE TABLE {ref} (\n    {body}\n) {engine_sql(engine, list(columns))}"
@@ -85,6 +99,7 @@ def create_datasource(
         raise CatalogError(str(exc)) from None
     if not columns:
         raise CatalogError("A data source needs at least one column in its schema")
+    _check_ingestible(columns)
     _check_types_supported(catalog.backend.capabilities, columns)
     with catalog.lock:
         if catalog.find_datasource(workspace.id, name) is not None:
@@ -145,8 +160,23 @@ def update_datasource(catalog: Catalog, datasource: DataSource, **changes: objec
     return updated
 
 
-def drop_datasource(catalog: Catalog, workspace: Workspace, datasource: DataSource) -> None:
+def drop_datasource(catalog: Catalog, workspace: Workspace, datasource: DataSource, *, force: bool = False) -> None:
+    """Drop the tables and the record. A data source that a materialized view reads
+    or writes is refused (409, SPEC §10.1) unless ``force``: then those pipes are
+    dropped first (their views; other targets keep their rows)."""
+    from birdhouse.catalog.pipes import drop_pipe, pipes_using  # pipes imports this module
+
     with catalog.lock:
+        dependents = pipes_using(catalog, workspace, datasource)
+        if dependents and not force:
+            names = ", ".join(p.name for p in dependents)
+            raise CatalogError(
+                f"Data Source '{datasource.name}' is used by the materialized views of pipe(s) {names}: "
+                "drop them first, or use force=true to drop them with it",
+                409,
+            )
+        for pipe in dependents:
+            drop_pipe(catalog, workspace, pipe)
         catalog.backend.command(f"DROP TABLE IF EXISTS {table_ref(workspace, datasource.quarantine_name)}")
         catalog.backend.command(f"DROP TABLE IF EXISTS {table_ref(workspace, datasource.name)}")
         catalog.forget_datasource(datasource)

@@ -99,3 +99,12 @@ class Pipe(msgspec.Struct, kw_only=True):
 
 def new_pipe_id() -> str:
     return "t_" + secrets.token_hex(16)
+
+
+class SharedSecret(msgspec.Struct, kw_only=True):
+    """The token-signing secret when nodes share a ClickHouse catalog: every
+    node must verify every other node's tokens, so it lives beside them."""
+
+    id: str
+    name: str
+    value: str

@@ -11,6 +11,9 @@ import os
 import secrets
 from pathlib import Path
 
+from birdhouse.catalog.models import SharedSecret
+from birdhouse.catalog.store import CatalogStore
+
 SECRET_FILE = "token_secret"  # noqa: S105 - a file name, not a secret
 
 
@@ -32,3 +35,14 @@ def load_or_create_secret(data_dir: Path, configured: str = "") -> bytes:
         handle.flush()
         os.fsync(handle.fileno())
     return value.encode()
+
+
+def shared_secret(store: CatalogStore) -> bytes:
+    """The secret kept in a shared catalog (ClickHouse backend): the first
+    node to start creates it; every node then reads the stored value back, so
+    two nodes racing on first start still end up with the same secret."""
+    current = [r for r in store.load() if isinstance(r, SharedSecret)]
+    if not current:
+        store.save(SharedSecret(id="token_secret", name="token_secret", value=secrets.token_hex(32)))
+        current = [r for r in store.load() if isinstance(r, SharedSecret)]
+    return current[0].value.encode()

@@ -22,13 +22,19 @@ from typing import TypeVar
 import msgspec
 
 from birdhouse.backends import Backend
-from birdhouse.catalog.models import DataSource, Pipe, Token, Workspace
+from birdhouse.catalog.models import DataSource, Pipe, SharedSecret, Token, Workspace
 from birdhouse.schema.names import validate_identifier
 
-Record = Workspace | Token | DataSource | Pipe
-R = TypeVar("R", Workspace, Token, DataSource, Pipe)
+Record = Workspace | Token | DataSource | Pipe | SharedSecret
+R = TypeVar("R", Workspace, Token, DataSource, Pipe, SharedSecret)
 
-KINDS: dict[str, type[Record]] = {"workspace": Workspace, "token": Token, "datasource": DataSource, "pipe": Pipe}
+KINDS: dict[str, type[Record]] = {
+    "workspace": Workspace,
+    "token": Token,
+    "datasource": DataSource,
+    "pipe": Pipe,
+    "secret": SharedSecret,
+}
 KIND_OF: dict[type[Record], str] = {cls: kind for kind, cls in KINDS.items()}
 
 

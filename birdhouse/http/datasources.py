@@ -15,7 +15,7 @@ from birdhouse.catalog.models import DataSource, Workspace
 from birdhouse.http.auth import runtime, workspace_principal
 from birdhouse.http.errors import ApiError
 from birdhouse.http.params import Params, read_params
-from birdhouse.schema.columns import Column, SchemaError, parse_schema
+from birdhouse.schema.columns import Column, SchemaError, is_json_typed, parse_schema
 from birdhouse.schema.datafile import render_datasource_file
 from birdhouse.schema.engine import EngineSpec, default_engine, engine_full
 
@@ -151,7 +151,11 @@ async def create_datasource(request: Request) -> Response:
     if not schema or not schema.strip():
         raise ApiError(400, "Creating a Data Source needs a 'schema' (inference from data is not supported here)")
     try:
-        columns = parse_schema(schema)
+        # Any engine type for a data source without json paths (a materialized
+        # view's target); a JSON-typed one is fed by /v0/events: SPEC §4.2 types only.
+        columns = parse_schema(schema, check_types=False)
+        if is_json_typed(columns):
+            columns = parse_schema(schema)
         engine = engine_from_params(params, columns)
     except (SchemaError, ValueError) as exc:
         raise ApiError(400, str(exc)) from None
@@ -208,7 +212,9 @@ async def drop_datasource(request: Request) -> Response:
     datasource = _find(request, principal, request.path_params["name"])
     if not principal.can_drop(datasource.id):
         raise ApiError(403, "Dropping a Data Source needs a token with DATASOURCES:DROP or ADMIN scope")
-    await run_in_threadpool(ops.drop_datasource, runtime(request).catalog, principal.workspace, datasource)
+    force = request.query_params.get("force", "").strip().lower() == "true"
+    workspace, catalog = principal.workspace, runtime(request).catalog
+    await run_in_threadpool(lambda: ops.drop_datasource(catalog, workspace, datasource, force=force))
     return Response(status_code=204)
 
 

@@ -30,8 +30,12 @@ def _manager(request: Request) -> Principal:
 def scope_json(catalog: Catalog, scope: Scope) -> dict[str, str]:
     shown: dict[str, str] = {"type": scope.type}
     if scope.resource is not None:
-        datasource = catalog.datasources.get(scope.resource)
-        shown["resource"] = datasource.name if datasource else scope.resource
+        if scope.type.startswith("PIPES:"):
+            pipe = catalog.pipes.get(scope.resource)
+            shown["resource"] = pipe.name if pipe else scope.resource
+        else:
+            datasource = catalog.datasources.get(scope.resource)
+            shown["resource"] = datasource.name if datasource else scope.resource
     if scope.filter is not None:
         shown["filter"] = scope.filter
     return shown
@@ -51,7 +55,11 @@ def token_json(request: Request, token: Token) -> dict[str, Any]:
 
 
 def resolve_scopes(catalog: Catalog, workspace_id: str, texts: list[str]) -> list[Scope]:
-    """Parse scope strings and store data sources by id (SPEC §7.2)."""
+    """Parse scope strings and store data sources and pipes by id (SPEC §7.2).
+
+    A PIPES scope naming a pipe that does not exist yet keeps the name (the tb
+    CLI creates a pipe's tokens around the pipe itself); creating that pipe
+    rebinds it to the pipe's id (:func:`birdhouse.catalog.pipes.create_pipe`)."""
     scopes: list[Scope] = []
     for text in texts:
         try:
@@ -64,6 +72,11 @@ def resolve_scopes(catalog: Catalog, workspace_id: str, texts: list[str]) -> lis
             if datasource is None:
                 raise ApiError(400, f"Data Source '{scope.resource}' not found for scope '{text}'")
             scope = Scope(scope.type, datasource.id, scope.filter)
+        elif scope.type in RESOURCE_SCOPES and scope.type.startswith("PIPES:"):
+            assert scope.resource is not None
+            pipe = catalog.find_pipe(workspace_id, scope.resource)
+            if pipe is not None:
+                scope = Scope(scope.type, pipe.id, scope.filter)
         if scope not in scopes:
             scopes.append(scope)
     return scopes

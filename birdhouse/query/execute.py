@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from birdhouse.backends import Backend, BackendError
 from birdhouse.catalog.access import Principal
 from birdhouse.catalog.catalog import Catalog
+from birdhouse.catalog.opslog import OPS_LOG, SERVICE_TABLES, create_ops_log
 from birdhouse.config import SqlSettings
 from birdhouse.query.guard import SqlRefused, guard_query
 
@@ -82,9 +83,13 @@ def run_sql(
     for datasource in catalog.workspace_datasources(workspace.id):
         tables[datasource.name] = datasource.id
         tables[datasource.quarantine_name] = datasource.id
+    for service in SERVICE_TABLES:
+        tables[service] = ""  # service data sources (tinybird.*): ADMIN tokens only
 
     def readable(name: str) -> bool:
         ds_id = tables.get(name)
+        if ds_id == "":
+            return principal.is_admin
         return ds_id is not None and principal.can_read(ds_id)
 
     def explain(text: str) -> str:
@@ -96,6 +101,11 @@ def run_sql(
         )
     except SqlRefused as exc:
         raise QueryFailed(exc.message, exc.status) from None
+    if OPS_LOG in guarded.tables:
+        try:  # a workspace that never flushed has no log yet: read it empty
+            create_ops_log(backend, workspace)
+        except BackendError as exc:
+            raise QueryFailed(exc.message, 400, exc.code) from None
     for name in guarded.tables:
         ds_id = tables.get(name)
         if ds_id is not None and principal.read_filter(ds_id) is not None:

@@ -31,7 +31,7 @@ from dataclasses import dataclass
 from birdhouse.backends.base import BackendError, BackendUnavailable
 from birdhouse.query.ast import AstNode, AstParseError, parse_explain_ast
 from birdhouse.query.errors import SqlRefused
-from birdhouse.query.lexer import TokenKind, tokenize
+from birdhouse.query.lexer import Token, TokenKind, tokenize
 from birdhouse.query.policy import (
     NOT_SUPPORTED,
     check_tree,
@@ -42,6 +42,7 @@ from birdhouse.query.rewrite import (
     cte_definitions,
     emit,
     format_clause,
+    identifier_value,
     quote_identifier,
     shown,
     table_positions,
@@ -101,6 +102,41 @@ def _output_format(name: str | None) -> str:
     return canonical
 
 
+def _merge_service_names(tokens: list[Token], known: frozenset[str]) -> list[Token]:
+    """Extension point for service data sources such as ``tinybird.datasources_ops_log``.
+
+    A *dotted* name in ``known_tables`` is one table of the workspace database
+    whose name contains the dot (data source names never do, SPEC §4.6). Its
+    written form ``tinybird.datasources_ops_log`` (any quoting, no spaces) is
+    three tokens; they are merged here into one quoted identifier before any
+    other step, so the rest of the guard treats it exactly like a data source
+    name: ``readable`` decides access, the rewrite qualifies it as
+    `` `db`.`tinybird.datasources_ops_log` `` and pass 2 verifies that. Dotted
+    names not in ``known_tables`` are untouched (and refused as another database).
+    """
+    service = {name for name in known if "." in name}
+    if not service:
+        return tokens
+    merged: list[Token] = []
+    i = 0
+    while i < len(tokens):
+        token = tokens[i]
+        if (
+            token.is_identifier
+            and i + 2 < len(tokens)
+            and tokens[i + 1].is_punct(".")
+            and tokens[i + 2].is_identifier
+            and f"{identifier_value(token)}.{identifier_value(tokens[i + 2])}" in service
+        ):
+            name = f"{identifier_value(token)}.{identifier_value(tokens[i + 2])}"
+            merged.append(Token(TokenKind.QUOTED_IDENTIFIER, quote_identifier(name), token.start))
+            i += 3
+            continue
+        merged.append(token)
+        i += 1
+    return merged
+
+
 def guard_query(
     sql: str,
     *,
@@ -130,7 +166,7 @@ def _guard(
 ) -> GuardedQuery:
     if "\x00" in sql:
         raise SqlRefused("The query contains a NUL character")
-    tokens = tokenize(sql)
+    tokens = _merge_service_names(tokenize(sql), known)
     for token in tokens:
         if token.kind in (TokenKind.ERROR, TokenKind.VERTICAL_DELIMITER):
             raise SqlRefused(f"Syntax error: unrecognized token {shown(token.text)!r} at position {token.start}")
@@ -157,7 +193,7 @@ def _guard(
     reads: list[str] = []
 
     def classify_written(name: str) -> None:
-        if "." in name:
+        if "." in name and name not in known:  # dotted known names: see _merge_service_names
             raise SqlRefused(
                 f"{NOT_SUPPORTED}: '{shown(name)}' is in another database; "
                 "only this workspace's data sources can be read"

@@ -27,6 +27,14 @@ class Exchange:
     response_headers: dict[str, str] = field(default_factory=dict)
     response_body: bytes = b""
 
+    def header(self, name: str) -> str | None:
+        """A request header, matched case-insensitively."""
+        return _lookup(self.headers, name)
+
+    def response_header(self, name: str) -> str | None:
+        """A response header, matched case-insensitively."""
+        return _lookup(self.response_headers, name)
+
     @property
     def route(self) -> str:
         return urlsplit(self.path).path
@@ -41,6 +49,11 @@ class Exchange:
         shown = path if len(path) < 300 else path[:300] + "…"
         answer = self.response_body[:300].decode("utf-8", "replace")
         return f"{self.method} {shown} -> {self.status} {answer!r}"
+
+
+def _lookup(headers: dict[str, str], name: str) -> str | None:
+    wanted = name.lower()
+    return next((value for key, value in headers.items() if key.lower() == wanted), None)
 
 
 class RecordingProxy:

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import pytest
 
 from tests.clients.proxy import RecordingProxy
 from tests.server import LocalServer
@@ -143,4 +144,50 @@ def json_lines(text: str) -> list[dict[str, Any]]:
                 continue
             if isinstance(value, dict):
                 found.append(value)
+    return found
+
+
+FLUSH_BUG = (
+    "birdhouse bug: rows answered 202 (no wait=true) are never flushed on an idle server. Flusher.note() "
+    "(birdhouse/pipeline/flusher.py) sets _oldest without waking the flush loop, which waits on its kick event with "
+    "no timeout, so flush.interval_ms never fires; the rows appear only after a later wait=true request, "
+    "flush.max_rows/max_bytes or shutdown"
+)
+_FLUSH_BUG_SEEN: dict[str, bool] = {}
+
+
+def flush_bug(server: LocalServer) -> bool:
+    """Whether this server shows FLUSH_BUG: a canary row sent without wait=true is still invisible after 3 s
+    (three times flush.interval_ms). Checked once per server."""
+    if server.url not in _FLUSH_BUG_SEEN:
+        marker = time.time_ns()
+        response = httpx.post(
+            f"{server.url}/v0/events",
+            params={"name": "replayed_events"},
+            content=json.dumps({"client": "flush_canary", "id": marker, "at": "2025-06-12 10:00:00"}),
+            headers=auth(server.admin),
+            timeout=30,
+        )
+        assert response.status_code == 202, f"canary POST /v0/events -> {response.status_code} {response.text}"
+        found = wait_for_rows(
+            server,
+            f"SELECT id FROM replayed_events WHERE client = 'flush_canary' AND id = {marker}",
+            lambda r: len(r) == 1,
+            timeout=3.0,
+        )
+        _FLUSH_BUG_SEEN[server.url] = not found
+    return _FLUSH_BUG_SEEN[server.url]
+
+
+def wait_for_flushed_rows(
+    server: LocalServer,
+    query: str,
+    done: Callable[[list[dict[str, Any]]], bool],
+    timeout: float = 10.0,
+) -> list[dict[str, Any]]:
+    """Rows that a client sent without wait=true: poll for them; when they do not come and the server shows
+    FLUSH_BUG, the test is an expected failure naming that bug (it passes by itself once the bug is fixed)."""
+    found = wait_for_rows(server, query, done, timeout=4.0 if _FLUSH_BUG_SEEN.get(server.url) else timeout)
+    if not done(found) and flush_bug(server):
+        pytest.xfail(FLUSH_BUG)
     return found

@@ -34,19 +34,22 @@ async def main() -> None:
     await api.close()
     report("initialize", ok=True)
 
-    # The async context manager: rows flushed on close.
+    # The async context manager with an explicit flush(). In 0.3.7 close() alone sends nothing (it sets _shutdown
+    # before flushing, and flush() returns early when shut down), and the timer task cancels itself inside
+    # AsyncBuffer.flush(): explicit flush() is the path that delivers rows.
     async with AsyncDatasource(name, token, api_url=url) as ds:
         for n in range(6):
             await ds.append(row("async_context", n))
+        await ds.flush()
     report("async_context", ok=True)
 
-    # The timer task: flushed after max_wait_seconds while the datasource stays open.
-    ds = AsyncDatasource(name, token, api_url=url, buffer=AsyncBuffer(max_wait_seconds=0.5))
+    # A second batch through `<<` on a long-lived datasource, flushed explicitly.
+    ds = AsyncDatasource(name, token, api_url=url, buffer=AsyncBuffer(max_wait_seconds=30))
     for n in range(4):
-        await ds.append(row("async_timer", n))
-    await asyncio.sleep(1.5)
+        await (ds << row("async_shift", n))
+    await ds.flush()
     await ds.close()
-    report("async_timer", ok=True)
+    report("async_shift", ok=True)
 
 
 if __name__ == "__main__":

@@ -1,0 +1,111 @@
+"""The ``tinybird.datasources_ops_log`` service data source: one row per flush.
+
+Tinybird keeps this log so a user can see why data did not arrive; birdhouse
+writes one row per append batch delivered to a data source (landing insert),
+with its outcome. It lives in each workspace's own database as a table whose
+name contains the dot, `` `<db>`.`tinybird.datasources_ops_log` `` (no data
+source can be named so), and ``/v0/sql`` maps the written name
+``tinybird.datasources_ops_log`` to it for ADMIN tokens only (see
+:func:`birdhouse.query.guard._merge_service_names`).
+
+Writing the log never fails a flush: an error here is logged and swallowed.
+Replays of a segment may log the same batch again (it is a log of attempts).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+
+import msgspec
+
+from birdhouse.backends import Backend, BackendError
+from birdhouse.catalog.datasources import table_ref
+from birdhouse.catalog.models import DataSource, Workspace
+
+__all__ = ["OPS_LOG", "SERVICE_TABLES", "create_ops_log", "record_flush"]
+
+log = logging.getLogger("birdhouse.opslog")
+
+OPS_LOG = "tinybird.datasources_ops_log"
+# Service data sources readable through /v0/sql (ADMIN only), by written name.
+SERVICE_TABLES = frozenset({OPS_LOG})
+
+_UNKNOWN_TABLE = 60
+
+_COLUMNS = (
+    "timestamp DateTime64(6, 'UTC')",
+    "event_type LowCardinality(String)",
+    "datasource_id String",
+    "datasource_name String",
+    "result LowCardinality(String)",
+    "elapsed_time Float64",
+    "error Nullable(String)",
+    "rows UInt64",
+    "rows_quarantine UInt64",
+)
+
+
+class _Row(msgspec.Struct):
+    timestamp: str
+    event_type: str
+    datasource_id: str
+    datasource_name: str
+    result: str
+    elapsed_time: float
+    error: str | None
+    rows: int
+    rows_quarantine: int
+
+
+def create_ops_log(backend: Backend, workspace: Workspace) -> None:
+    """Create the workspace's ops log table if missing (idempotent)."""
+    ttl = "" if not backend.capabilities.ttl else " TTL toDateTime(timestamp) + INTERVAL 30 DAY"
+    backend.command(
+        f"CREATE TABLE IF NOT EXISTS {table_ref(workspace, OPS_LOG)} ({', '.join(_COLUMNS)}) "
+        f"ENGINE = MergeTree PARTITION BY toYYYYMM(timestamp) ORDER BY (datasource_id, timestamp){ttl}"
+    )
+
+
+def record_flush(
+    backend: Backend,
+    workspace: Workspace,
+    datasource: DataSource,
+    rows: int,
+    quarantined: int,
+    elapsed: float,
+    error: str | None,
+    event_type: str = "append-hfi",
+) -> bool:
+    """Log one flush of ``datasource``: ``error`` None means it committed.
+
+    ``event_type`` is Tinybird's: ``append-hfi`` for Events API appends (the
+    default), ``append`` for Data Sources API imports. Returns False if the
+    row could not be written (logged, never raised).
+    """
+    row = _Row(
+        timestamp=dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M:%S.%f"),
+        event_type=event_type,
+        datasource_id=datasource.id,
+        datasource_name=datasource.name,
+        result="error" if error is not None else "ok",
+        elapsed_time=float(elapsed),
+        error=error,
+        rows=rows,
+        rows_quarantine=quarantined,
+    )
+    data = msgspec.json.encode(row) + b"\n"
+    for attempt in range(2):
+        try:
+            backend.insert(table_ref(workspace, OPS_LOG), data, "JSONEachRow", settings={"insert_deduplicate": 0})
+            return True
+        except BackendError as exc:
+            if attempt == 0 and exc.code == _UNKNOWN_TABLE:
+                try:
+                    create_ops_log(backend, workspace)
+                    continue
+                except BackendError as create_exc:
+                    exc = create_exc
+            log.error("could not write %s for %s: %s", OPS_LOG, datasource.name, exc.message)
+            return False
+    return False
