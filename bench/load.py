@@ -12,6 +12,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
+import psutil
+
 from bench import wrk
 
 
@@ -36,6 +38,11 @@ def raw_request(port: int, req: Request, body: bytes) -> bytes:
 def _children_cpu() -> float:
     usage = resource.getrusage(resource.RUSAGE_CHILDREN)
     return usage.ru_utime + usage.ru_stime
+
+
+def _machine_busy() -> float:
+    times = psutil.cpu_times()
+    return float(sum(times) - times.idle - getattr(times, "iowait", 0.0))
 
 
 class LoadRunner:
@@ -99,6 +106,7 @@ class LoadRunner:
     ) -> dict[str, Any]:
         spec, spec_path = self.spec(target, req, bodies, rows_per_request, duration_s, connections, rate)
         cpu_target0, cpu_gen0, t0 = target.cpu_seconds(), _children_cpu(), time.perf_counter()
+        busy0 = _machine_busy()
         if self.use_wrk and rate == 0 and not force_python:
             files = [Path(p) for p in spec["request_files"]]
             url = f"http://127.0.0.1:{target.port}{req.path}"
@@ -112,6 +120,8 @@ class LoadRunner:
         wall = time.perf_counter() - t0
         result["target_cores"] = (target.cpu_seconds() - cpu_target0) / wall
         result["generator_cores"] = (_children_cpu() - cpu_gen0) / wall
+        # Everything busy on the machine: minus target and generator, what neighbours took from this run.
+        result["machine_cores"] = (_machine_busy() - busy0) / wall
         result["connections"] = connections
         result["offered_rate_rps"] = rate
         result["request_bytes"] = sum(len(b) for b in bodies) // max(1, len(bodies))

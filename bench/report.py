@@ -71,8 +71,8 @@ def markdown(result: dict[str, Any]) -> str:
     lines += [
         "",
         "| scenario | shape | target | run | generator | rows/s | req/s | p50 ms | p99 ms | non-2xx | errors | "
-        "target cores | generator cores |",
-        "|---|---|---|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "target cores | generator cores | machine busy cores |",
+        "|---|---|---|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for m in result["measurements"]:
         lat = m.get("latency_ms", {})
@@ -80,7 +80,7 @@ def markdown(result: dict[str, Any]) -> str:
             f"| {m['scenario']} | {m['shape']} | {m['target']} | {m['run']} | {m.get('generator', 'in-process')} | "
             f"{_fmt(m.get('rows_per_s'))} | {_fmt(m.get('requests_per_s'))} | {_fmt(lat.get('p50'))} | "
             f"{_fmt(lat.get('p99'))} | {m.get('non_2xx', 0)} | {m.get('errors', 0)} | "
-            f"{_fmt(m.get('target_cores'))} | {_fmt(m.get('generator_cores'))} |"
+            f"{_fmt(m.get('target_cores'))} | {_fmt(m.get('generator_cores'))} | {_fmt(m.get('machine_cores'))} |"
         )
     soak = result.get("soak") or {}
     if soak:

@@ -201,6 +201,7 @@ class Suite:
             self.ch, Request(path, headers), bodies, rows, self.config.duration_s, self.config.connections
         )
         result["stored_rows"] = self.ch.count(table)
+        result["active_parts"] = self.ch.active_parts(table)
         self.ch.drop_table(table)
         return self.record(scenario, shape, target, run, result)
 

@@ -212,6 +212,9 @@ class ClickHouse(Process):
     def count(self, name: str) -> int:
         return int(self.query(f"SELECT count() FROM {name}").strip())
 
+    def active_parts(self, name: str) -> int:
+        return int(self.query(f"SELECT count() FROM system.parts WHERE table = '{name}' AND active").strip())
+
     def drop_table(self, name: str) -> None:
         self.query(f"DROP TABLE IF EXISTS {name}")
 

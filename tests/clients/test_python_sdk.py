@@ -42,13 +42,16 @@ def tracker_token(server: LocalServer) -> str:
     return token
 
 
-def check_event_posts(client: str, proxy: RecordingProxy, query: dict[str, list[str]]) -> list[Exchange]:
-    """Every POST /v0/events the SDK made has the SDK's query string, no Content-Type, and a 2xx JSON answer."""
+def check_event_posts(
+    client: str, proxy: RecordingProxy, query: dict[str, list[str]], content_type: str | None
+) -> list[Exchange]:
+    """Every POST /v0/events the SDK made has the SDK's query string and Content-Type (requests sends none, aiohttp
+    text/plain), and got a 2xx JSON answer."""
     posts = proxy.recorded("POST", "/v0/events")
     assert posts, broke(client, "no POST /v0/events was made", proxy)
     for post in posts:
         assert post.query == query, broke(client, f"unexpected query string in {post.describe()}", proxy)
-        assert post.header("Content-Type") is None, broke(client, "sent a Content-Type", proxy)
+        assert post.header("Content-Type") == content_type, broke(client, "unexpected Content-Type", proxy)
         assert (post.header("Authorization") or "").startswith("Bearer "), broke(client, "no Bearer token", proxy)
         assert 200 <= post.status < 300, broke(client, f"{post.describe()} was not accepted", proxy)
         body = json.loads(post.response_body)
@@ -69,7 +72,7 @@ def test_datasource_buffered_appends(server: LocalServer, proxy: RecordingProxy)
     assert set(steps) == {"context", "explicit", "timer", "records"}, broke(client, "steps missing", proxy)
 
     posts = check_event_posts(
-        client, proxy, {"mode": ["append"], "name": ["pysdk_events"], "format": ["ndjson"], "wait": ["false"]}
+        client, proxy, {"mode": ["append"], "name": ["pysdk_events"], "format": ["ndjson"], "wait": ["false"]}, None
     )
     bodies = [p.body for p in posts]
     # context: 1 POST; explicit: flush() + the timer's empty chunk; timer: 1; records: 4 + 4 + 2.
@@ -109,7 +112,9 @@ def test_async_datasource(server: LocalServer, proxy: RecordingProxy) -> None:
     # initialize(): GET /v0/datasources with an append-only token must not be a 403 (the SDK would sys.exit).
     checks = proxy.recorded("GET", "/v0/datasources")
     assert checks and checks[0].status == 200, broke(client, "GET /v0/datasources with an append-only token", proxy)
-    check_event_posts(client, proxy, {"name": ["pysdk_events"], "format": ["ndjson"], "wait": ["false"]})
+    check_event_posts(
+        client, proxy, {"name": ["pysdk_events"], "format": ["ndjson"], "wait": ["false"]}, "text/plain; charset=utf-8"
+    )
 
     expected = {"async_context": 6, "async_shift": 4}
     found = wait_for_flushed_rows(

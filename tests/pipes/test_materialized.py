@@ -118,3 +118,101 @@ def test_aggregating_target_with_state_functions(app: Local) -> None:
     refused = app.client.post("/v0/events?name=agg_totals", content=b"{}", headers=app.auth())
     assert refused.status_code == 400
     assert refused.text == "Data Source must be of type JSON\n"
+
+
+def mv_pipe(select: str, target: str = "totals") -> str:
+    return f"NODE n\nSQL >\n    {select}\nTYPE MATERIALIZED\nDATASOURCE {target}\n"
+
+
+def test_select_columns_must_match_the_target(app: Local) -> None:
+    app.create_datasource("events", SOURCE)
+    app.create_datasource("totals", TOTALS, engine="SummingMergeTree", engine_sorting_key="kind")
+    extra = create_pipe(
+        app, "p", mv_pipe("SELECT kind, count() AS n, sum(amount) AS total, 1 AS surplus FROM events GROUP BY kind")
+    )
+    assert extra.status_code == 400
+    assert "surplus" in extra.json()["error"] and "target lacks" in extra.json()["error"]
+    missing = create_pipe(app, "p", mv_pipe("SELECT kind, count() AS n FROM events GROUP BY kind"))
+    assert missing.status_code == 400
+    assert "total" in missing.json()["error"] and "missing" in missing.json()["error"]
+    app.create_datasource(
+        "agg", "kind String, c AggregateFunction(count)", engine="AggregatingMergeTree", engine_sorting_key="kind"
+    )
+    plain = create_pipe(app, "p", mv_pipe("SELECT kind, count() AS c FROM events GROUP BY kind", "agg"))
+    assert plain.status_code == 400
+    assert "countState" in plain.json()["error"]
+    # Nothing was left behind by the refusals.
+    assert app.client.get("/v0/pipes", headers=app.auth()).json()["pipes"] == []
+    assert sql(app, "SELECT 1 AS one") == [{"one": 1}]
+
+
+def test_target_must_be_a_deployed_data_source(app: Local) -> None:
+    app.create_datasource("events", SOURCE)
+    response = create_pipe(app, "p", mv_pipe("SELECT kind FROM events", "nowhere"))
+    assert response.status_code == 400
+    assert "nowhere" in response.json()["error"] and "deployed" in response.json()["error"]
+
+
+def test_mv_select_goes_through_the_sql_guard(app: Local) -> None:
+    app.create_datasource("events", SOURCE)
+    app.create_datasource("totals", TOTALS, engine="SummingMergeTree", engine_sorting_key="kind")
+    attempts = {
+        "SELECT name AS kind, 0 AS n, 0 AS total FROM system.tables": "another database",
+        "SELECT kind, 0 AS n, 0 AS total FROM birdhouse.objects": "another database",
+        "SELECT 'x' AS kind, 0 AS n, 0 AS total FROM file('/etc/passwd', 'LineAsString')": "table function",
+        "SELECT kind, 0 AS n, 0 AS total FROM missing_ds": "not found",
+        "INSERT INTO totals SELECT kind, 0, 0 FROM events": "Only SELECT",
+    }
+    for select, why in attempts.items():
+        response = create_pipe(app, "p", mv_pipe(select))
+        assert response.status_code in (400, 403), (select, response.text)
+        assert why in response.json()["error"], (select, response.text)
+    assert app.client.get("/v0/pipes", headers=app.auth()).json()["pipes"] == []
+
+
+def test_delete_datasource_with_mv_needs_force(app: Local) -> None:
+    setup_totals(app)
+    for name in ("events", "totals"):
+        refused = app.client.delete(f"/v0/datasources/{name}", headers=app.auth())
+        assert refused.status_code == 409, refused.text
+        assert "totals_mv" in refused.json()["error"]
+    forced = app.client.delete("/v0/datasources/events?force=true", headers=app.auth())
+    assert forced.status_code == 204
+    # The pipe went with it; the target (not read by any view now) can be dropped plainly.
+    assert app.client.get("/v0/pipes/totals_mv", headers=app.auth()).status_code == 404
+    assert app.client.delete("/v0/datasources/totals", headers=app.auth()).status_code == 204
+
+
+def test_delete_pipe_stops_the_view_and_replace_swaps_it(app: Local) -> None:
+    setup_totals(app)
+    post_events(app, "events", [event(1, "a")])
+    doubled = TOTALS_PIPE.replace("sum(amount) AS total", "sum(amount * 2) AS total")
+    assert create_pipe(app, "totals_mv", doubled).status_code == 409  # exists: needs force
+    replaced = create_pipe(app, "totals_mv", doubled, force="true")
+    assert replaced.status_code == 200, replaced.text
+    post_events(app, "events", [event(10, "a")])
+    assert sql(app, "SELECT sum(n) AS n, sum(total) AS total FROM totals") == [{"n": 2, "total": 21}]
+    assert app.client.delete("/v0/pipes/totals_mv", headers=app.auth()).status_code == 204
+    post_events(app, "events", [event(100, "a")])
+    assert sql(app, "SELECT sum(n) AS n FROM totals") == [{"n": 2}]  # no view any more
+    assert app.client.delete("/v0/datasources/events", headers=app.auth()).status_code == 204
+
+
+def test_materialized_node_can_use_an_earlier_node(app: Local) -> None:
+    app.create_datasource("events", SOURCE)
+    app.create_datasource("totals", TOTALS, engine="SummingMergeTree", engine_sorting_key="kind")
+    datafile = """
+NODE big
+SQL >
+    SELECT kind, amount FROM events WHERE amount >= 10
+
+NODE per_kind
+SQL >
+    SELECT kind, count() AS n, sum(amount) AS total FROM big GROUP BY kind
+TYPE MATERIALIZED
+DATASOURCE totals
+"""
+    response = create_pipe(app, "big_mv", datafile)
+    assert response.status_code == 200, response.text
+    post_events(app, "events", [event(i, "a") for i in range(20)])
+    assert sql(app, "SELECT sum(n) AS n, sum(total) AS total FROM totals") == [{"n": 10, "total": 145}]
