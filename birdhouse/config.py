@@ -54,7 +54,6 @@ class StorageSettings:
 class AuthSettings:
     # Hex or plain secret; empty means generated at first start and kept in the data dir.
     token_secret: str = ""
-    token_cache_ttl_s: float = 10.0
 
 
 @dataclass(frozen=True)
@@ -142,7 +141,6 @@ class LimitsSettings:
     max_datasources_per_workspace: int = 0
     # How long concurrent first requests wait for one of them to auto-create.
     autocreate_lock_ms: int = 10000
-    max_name_length: int = 255
 
 
 @dataclass(frozen=True)

@@ -21,8 +21,9 @@ from birdhouse.wal import Ticket, Wal
 
 
 class Ingestor:
-    def __init__(self, wal: Wal) -> None:
+    def __init__(self, wal: Wal, expand_json_array_lines: bool = False) -> None:
         self.wal = wal
+        self.expand_json_array_lines = expand_json_array_lines
         self._converters: dict[tuple[str, str], Converter] = {}
         self._lock = threading.Lock()
 
@@ -35,7 +36,9 @@ class Ingestor:
             if found is None:
                 for stale in [k for k in self._converters if k[0] == datasource.id]:
                     del self._converters[stale]
-                found = self._converters[key] = Converter(datasource.columns)
+                found = self._converters[key] = Converter(
+                    datasource.columns, expand_json_array_lines=self.expand_json_array_lines
+                )
             return found
 
     def convert(self, datasource: DataSource, body: bytes, details: bool) -> Converted:

@@ -43,7 +43,7 @@ def clients() -> float:
 @pytest.fixture(scope="session")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalServer]:
     root = Path(tmp_path_factory.mktemp("clients"))
-    running = LocalServer(root / "data")
+    running = LocalServer(root / "data", env={"BIRDHOUSE_FLUSH__MAX_ROWS": "1"})  # VERIFY-ONLY
     try:
         deploy(running, DATAFILES)
         yield running
