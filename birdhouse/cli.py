@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -168,6 +169,64 @@ def deploy(directory: Path, host: str | None, token: str | None) -> None:
                 console.print(line, highlight=False)
         except (DeployError, ClientError) as exc:
             _fail(str(exc))
+
+
+@main.command()
+@click.argument("datasource_name", metavar="DATASOURCE")
+@click.argument("files", nargs=-1, required=True)
+@click.option("--batch-mb", type=float, default=4.0, show_default=True, help="Batch size in MB (cut at lines).")
+@click.option("--workers", type=int, default=4, show_default=True, help="Batches sent in parallel.")
+@_client_options
+def append(
+    datasource_name: str, files: tuple[str, ...], batch_mb: float, workers: int, host: str | None, token: str | None
+) -> None:
+    """Append NDJSON FILES (plain, .gz, .zst, or - for stdin) to DATASOURCE
+    through /v0/events, with a progress bar; retries are safe (each batch
+    carries an Idempotency-Key)."""
+    import httpx
+    from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+    from birdhouse.append import Sender, input_size, run_append
+
+    with Client(host, token) as client:
+        try:
+            auth = client.token
+        except ClientError as exc:
+            _fail(exc.message)
+        http = httpx.Client(base_url=client.host, headers={"Authorization": f"Bearer {auth}"}, timeout=120)
+    started = time.monotonic()
+    rows_done = 0
+    columns = (
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        DownloadColumn(),
+        TextColumn("{task.fields[rate]} rows/s"),
+        TimeElapsedColumn(),
+        TimeRemainingColumn(),
+    )
+    with http, Progress(*columns, console=err_console, transient=False) as progress:
+        task = progress.add_task(datasource_name, total=input_size(list(files)), rate="0")
+
+        def advance(nbytes: int, rows: int) -> None:
+            nonlocal rows_done
+            rows_done += rows
+            rate = rows_done / max(time.monotonic() - started, 1e-6)
+            progress.update(task, advance=nbytes, rate=f"{rate:,.0f}")
+
+        summary = run_append(Sender(http, datasource_name), list(files), int(batch_mb * 1_000_000), workers, advance)
+    elapsed = time.monotonic() - started
+    console.print(
+        f"{summary.rows:,} rows appended, {summary.quarantined:,} quarantined, {summary.batches} batches, "
+        f"{summary.bytes:,} bytes in {elapsed:.1f}s ({summary.retries} retries)",
+        highlight=False,
+    )
+    for error in summary.errors:
+        console.print(f"  quarantined {error}", highlight=False)
+    if summary.interrupted:
+        err_console.print(f"interrupted: {summary.rows + summary.quarantined:,} rows were stored before stopping")
+        sys.exit(130)
+    if summary.failed:
+        _fail(f"{summary.failed} (after {summary.rows + summary.quarantined:,} rows)")
 
 
 @main.group()

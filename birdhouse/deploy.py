@@ -1,10 +1,13 @@
-"""``birdhouse deploy DIR``: apply ``.datasource`` files to a running server.
+"""``birdhouse deploy DIR``: apply ``.datasource`` then ``.pipe`` files to a running server.
 
 Plan first, then apply. The plan reads every file and the server's current
 state and refuses the whole deploy if any file is invalid or asks for a
-change birdhouse cannot make in place (a different column list or engine):
-nothing is half-applied. Creates made during apply are rolled back if a
-later step fails.
+change birdhouse cannot make in place (a different column list or engine),
+or if a materialized node targets a data source that is neither in the
+project nor deployed: nothing is half-applied. Data sources are applied
+first, then pipes (created, or replaced when their text changed). If a step
+fails, the pipes and data sources created so far are removed again and
+replaced pipes get their previous text back.
 """
 
 from __future__ import annotations
@@ -14,9 +17,10 @@ from pathlib import Path
 from typing import Any
 
 from birdhouse.client import Client, ClientError
-from birdhouse.schema.columns import parse_schema
+from birdhouse.schema.columns import is_json_typed, parse_schema
 from birdhouse.schema.datafile import DatafileError, DatasourceFile, parse_datasource_file
 from birdhouse.schema.engine import EngineSpec
+from birdhouse.schema.pipefile import PipeFile, PipeFileError, parse_pipe_file
 
 INTERNAL_SCOPES = ("ADMIN_USER", "USER")
 
@@ -30,7 +34,19 @@ class Plan:
     create: list[tuple[str, DatasourceFile]] = field(default_factory=list)
     update: list[tuple[str, DatasourceFile]] = field(default_factory=list)
     unchanged: list[str] = field(default_factory=list)
-    skipped: list[str] = field(default_factory=list)
+    # (name, datafile text); replaced pipes also keep the deployed text for rollback.
+    create_pipes: list[tuple[str, str]] = field(default_factory=list)
+    replace_pipes: list[tuple[str, str, str]] = field(default_factory=list)
+    unchanged_pipes: list[str] = field(default_factory=list)
+
+
+def parse_datasource(text: str) -> DatasourceFile:
+    """A ``.datasource`` file; any engine type unless it is JSON-typed (fed by
+    /v0/events): a materialized view's target may hold ``AggregateFunction`` columns."""
+    datafile = parse_datasource_file(text, check_types=False)
+    if is_json_typed(datafile.columns):
+        datafile = parse_datasource_file(text)
+    return datafile
 
 
 def _engine_params(engine: EngineSpec) -> dict[str, str]:
@@ -61,21 +77,59 @@ def _differences(name: str, wanted: DatasourceFile, current: dict[str, Any]) -> 
     return problems
 
 
-def plan_deploy(client: Client, directory: Path) -> Plan:
+def _parse_files(directory: Path) -> tuple[dict[str, DatasourceFile], dict[str, tuple[Path, str, PipeFile]]]:
     files = sorted(directory.rglob("*.datasource"))
-    if not files:
-        raise DeployError(f"no .datasource files under {directory}")
+    pipe_files = sorted(directory.rglob("*.pipe"))
+    if not files and not pipe_files:
+        raise DeployError(f"no .datasource or .pipe files under {directory}")
     parsed: dict[str, DatasourceFile] = {}
+    pipes: dict[str, tuple[Path, str, PipeFile]] = {}
     errors: list[str] = []
     for path in files:
         try:
-            parsed[path.stem] = parse_datasource_file(path.read_text())
+            parsed[path.stem] = parse_datasource(path.read_text())
         except (DatafileError, ValueError) as exc:
             errors.append(f"{path}: {exc}")
+    for path in pipe_files:
+        text = path.read_text()
+        try:
+            pipes[path.stem] = (path, text, parse_pipe_file(text))
+        except PipeFileError as exc:
+            errors.append(f"{path}: {exc}")
+        if path.stem in parsed:
+            errors.append(f"{path}: there is also a data source named '{path.stem}'")
     if errors:
         raise DeployError("\n".join(errors))
+    return parsed, pipes
+
+
+def _plan_pipes(client: Client, plan: Plan, pipes: dict[str, tuple[Path, str, PipeFile]], known: set[str]) -> None:
+    errors: list[str] = []
+    for path, _text, pipe in pipes.values():
+        for node in pipe.materialized:
+            if node.datasource not in known:
+                errors.append(
+                    f"{path}: NODE {node.name}: DATASOURCE '{node.datasource}' is neither in this project nor deployed"
+                )
+    if errors:
+        raise DeployError("\n".join(errors))
+    deployed = {p["name"] for p in client.json("GET", "/v0/pipes")["pipes"]} if pipes else set()
+    for name, (_path, text, _pipe) in sorted(pipes.items()):
+        if name not in deployed:
+            plan.create_pipes.append((name, text))
+            continue
+        current = client.request("GET", f"/v0/pipes/{name}.pipe").text
+        if current == text:
+            plan.unchanged_pipes.append(name)
+        else:
+            plan.replace_pipes.append((name, text, current))
+
+
+def plan_deploy(client: Client, directory: Path) -> Plan:
+    parsed, pipes = _parse_files(directory)
+    errors: list[str] = []
     existing = {d["name"]: d for d in client.json("GET", "/v0/datasources")["datasources"]}
-    plan = Plan(skipped=[str(p) for p in sorted(directory.rglob("*.pipe"))])
+    plan = Plan()
     for name, datafile in parsed.items():
         if name not in existing:
             plan.create.append((name, datafile))
@@ -95,6 +149,7 @@ def plan_deploy(client: Client, directory: Path) -> Plan:
             "refusing to deploy; these changes cannot be applied in place (drop the data source first):\n"
             + "\n".join(errors)
         )
+    _plan_pipes(client, plan, pipes, set(existing) | set(parsed))
     return plan
 
 
@@ -119,6 +174,8 @@ def apply_plan(client: Client, plan: Plan) -> list[str]:
     """Apply; returns one line per action. Rolls back creates on failure."""
     done: list[str] = []
     created: list[str] = []
+    created_pipes: list[str] = []
+    replaced: list[tuple[str, str]] = []
     try:
         for name, datafile in plan.create:
             client.json(
@@ -146,7 +203,25 @@ def apply_plan(client: Client, plan: Plan) -> list[str]:
             for token_name, permission in datafile.tokens:
                 _grant(client, token_name, f"DATASOURCES:{permission}:{name}")
                 done.append(f"token {token_name}: {permission} on {name}")
+        for name, text in plan.create_pipes:
+            _post_pipe(client, name, text, replace=False)
+            created_pipes.append(name)
+            done.append(f"created pipe {name}")
+        for name, text, previous in plan.replace_pipes:
+            _post_pipe(client, name, text, replace=True)
+            replaced.append((name, previous))
+            done.append(f"replaced pipe {name}")
     except ClientError as exc:
+        for name in reversed(created_pipes):
+            try:
+                client.request("DELETE", f"/v0/pipes/{name}")
+            except ClientError:
+                done.append(f"could not roll back pipe {name}")
+        for name, previous in reversed(replaced):
+            try:
+                _post_pipe(client, name, previous, replace=True)
+            except ClientError:
+                done.append(f"could not restore pipe {name}")
         for name in reversed(created):
             try:
                 client.request("DELETE", f"/v0/datasources/{name}")
@@ -154,5 +229,12 @@ def apply_plan(client: Client, plan: Plan) -> list[str]:
                 done.append(f"could not roll back {name}")
         raise DeployError(f"deploy failed and was rolled back: {exc.message}") from None
     done.extend(f"unchanged {name}" for name in plan.unchanged)
-    done.extend(f"skipped {path} (pipes are not supported yet)" for path in plan.skipped)
+    done.extend(f"unchanged pipe {name}" for name in plan.unchanged_pipes)
     return done
+
+
+def _post_pipe(client: Client, name: str, text: str, *, replace: bool) -> None:
+    params = {"name": name, **({"force": "true"} if replace else {})}
+    client.json(
+        "POST", "/v0/pipes", params=params, content=text.encode(), headers={"Content-Type": "text/plain; charset=utf-8"}
+    )

@@ -34,11 +34,10 @@ SERVICE_TABLES = frozenset({OPS_LOG})
 _UNKNOWN_TABLE = 60
 
 _COLUMNS = (
-    "timestamp DateTime64(6, 'UTC')",
-    "event_type LowCardinality(String)",
+    "event_type String",
     "datasource_id String",
     "datasource_name String",
-    "result LowCardinality(String)",
+    "result String",
     "elapsed_time Float64",
     "error Nullable(String)",
     "rows UInt64",
@@ -60,9 +59,12 @@ class _Row(msgspec.Struct):
 
 def create_ops_log(backend: Backend, workspace: Workspace) -> None:
     """Create the workspace's ops log table if missing (idempotent)."""
-    ttl = "" if not backend.capabilities.ttl else " TTL toDateTime(timestamp) + INTERVAL 30 DAY"
+    caps = backend.capabilities
+    # Old servers (no DateTime64, no table TTL) get second precision and no expiry.
+    timestamp = "timestamp DateTime64(6, 'UTC')" if caps.datetime64 else "timestamp DateTime('UTC')"
+    ttl = " TTL toDateTime(timestamp) + INTERVAL 30 DAY" if caps.ttl else ""
     backend.command(
-        f"CREATE TABLE IF NOT EXISTS {table_ref(workspace, OPS_LOG)} ({', '.join(_COLUMNS)}) "
+        f"CREATE TABLE IF NOT EXISTS {table_ref(workspace, OPS_LOG)} ({', '.join((timestamp, *_COLUMNS))}) "
         f"ENGINE = MergeTree PARTITION BY toYYYYMM(timestamp) ORDER BY (datasource_id, timestamp){ttl}"
     )
 
@@ -83,8 +85,9 @@ def record_flush(
     default), ``append`` for Data Sources API imports. Returns False if the
     row could not be written (logged, never raised).
     """
+    now = dt.datetime.now(dt.UTC)
     row = _Row(
-        timestamp=dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M:%S.%f"),
+        timestamp=now.strftime("%Y-%m-%d %H:%M:%S.%f" if backend.capabilities.datetime64 else "%Y-%m-%d %H:%M:%S"),
         event_type=event_type,
         datasource_id=datasource.id,
         datasource_name=datasource.name,

@@ -11,64 +11,49 @@ inlining the earlier nodes it uses as ``WITH <node> AS (<sql>)`` CTEs.
   before the engine sees it; its output columns must match the target's.
   Existing rows of the source are **not** backfilled (Tinybird's default for a
   new materialized view): only inserts after creation reach the target.
-- An **endpoint** node is run per request by :func:`run_endpoint`, through the
+- An **endpoint** node is run per request by
+  :func:`birdhouse.catalog.endpoints.run_endpoint`, through the
   same guard, with its ``{{Type(name, default)}}`` parameters bound as engine
   query parameters: values never become SQL text.
 """
 
 from __future__ import annotations
 
-import math
 import re
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 
 import msgspec
 
 from birdhouse.backends import Backend, BackendError
-from birdhouse.catalog.access import Principal
 from birdhouse.catalog.catalog import Catalog, CatalogError
 from birdhouse.catalog.datasources import table_ref
 from birdhouse.catalog.models import DataSource, Pipe, PipeNode, Workspace, new_pipe_id, utc_now
 from birdhouse.catalog.tokens import Scope
-from birdhouse.config import SqlSettings
 from birdhouse.query.errors import SqlRefused
-from birdhouse.query.execute import PASSTHROUGH_SETTINGS, TIMEOUT_CODES, QueryOutput, content_type
 from birdhouse.query.guard import GuardedQuery, guard_query
 from birdhouse.query.lexer import tokenize
 from birdhouse.query.rewrite import identifier_value, table_positions
 from birdhouse.schema.names import InvalidName, validate_datasource_name
 from birdhouse.schema.pipefile import PipeFile, PipeFileError, TemplateParam, parse_template
-from birdhouse.schema.types import int_range
 
 __all__ = [
-    "PipeQueryFailed",
-    "bind_params",
+    "MvFailure",
     "create_pipe",
     "drop_pipe",
     "endpoint_node",
+    "guard_pipe_sql",
+    "mv_failure",
     "mv_table",
     "node_query",
     "pipe_params",
     "pipes_using",
-    "run_endpoint",
+    "workspace_tables",
 ]
 
-# Engine code for a query parameter value that does not parse as its type.
-BAD_QUERY_PARAMETER = 457
-_INT_RE = re.compile(r"[+-]?[0-9]+")
 # Stand-in values that let the guard parse an endpoint at creation (EXPLAIN AST
 # needs every placeholder bound); requests bind the real ones.
 _SAMPLE_VALUES = {"String": "", "Bool": "false", "Date": "1970-01-01", "DateTime": "1970-01-01 00:00:00"}
-
-
-class PipeQueryFailed(Exception):
-    """An endpoint request that cannot be answered; ``status`` maps to HTTP."""
-
-    def __init__(self, message: str, status: int = 400, code: int | None = None) -> None:
-        super().__init__(message)
-        self.message = message
-        self.status = status
-        self.code = code
 
 
 def mv_table(pipe_name: str, node_name: str) -> str:
@@ -77,11 +62,6 @@ def mv_table(pipe_name: str, node_name: str) -> str:
 
 
 # ----------------------------------------------------------------- node SQL
-
-
-class _Node(msgspec.Struct, frozen=True):
-    name: str
-    sql: str
 
 
 def _used_names(sql: str) -> set[str]:
@@ -95,7 +75,7 @@ def _used_names(sql: str) -> set[str]:
     return names
 
 
-def node_query(nodes: Sequence[PipeNode] | Sequence[_Node], index: int) -> tuple[str, list[TemplateParam]]:
+def node_query(nodes: Sequence[PipeNode], index: int) -> tuple[str, list[TemplateParam]]:
     """The SQL of ``nodes[index]`` with the earlier nodes it uses (transitively) as CTEs,
     templates rendered to ``{name:Type}`` placeholders; and every parameter involved."""
     rendered: list[tuple[str, list[TemplateParam]]] = []
@@ -148,7 +128,7 @@ def endpoint_node(pipe: Pipe) -> PipeNode | None:
 # -------------------------------------------------------------------- guard
 
 
-def _workspace_tables(catalog: Catalog, workspace: Workspace) -> dict[str, str]:
+def workspace_tables(catalog: Catalog, workspace: Workspace) -> dict[str, str]:
     tables: dict[str, str] = {}
     for datasource in catalog.workspace_datasources(workspace.id):
         tables[datasource.name] = datasource.id
@@ -156,7 +136,7 @@ def _workspace_tables(catalog: Catalog, workspace: Workspace) -> dict[str, str]:
     return tables
 
 
-def _guard(
+def guard_pipe_sql(
     backend: Backend,
     workspace: Workspace,
     sql: str,
@@ -200,9 +180,9 @@ def _mv_statement(
     sql, params = node_query(nodes, index)
     if params:
         raise CatalogError(f"Node '{node.name}': a materialized node cannot have parameters")
-    tables = _workspace_tables(catalog, workspace)
+    tables = workspace_tables(catalog, workspace)
     try:
-        guarded = _guard(catalog.backend, workspace, sql, tables, lambda _name: True, {})
+        guarded = guard_pipe_sql(catalog.backend, workspace, sql, tables, lambda _name: True, {})
     except SqlRefused as exc:
         raise CatalogError(f"Node '{node.name}': {exc.message}", 403 if exc.status == 403 else 400) from None
     first = next((t for t in tokenize(guarded.sql) if t.significant), None)
@@ -267,8 +247,6 @@ def _nodes_from_file(catalog: Catalog, workspace: Workspace, parsed: PipeFile) -
     datasources = {d.name: d for d in catalog.workspace_datasources(workspace.id)}
     nodes: list[PipeNode] = []
     for node in parsed.nodes:
-        if node.name in datasources:
-            raise CatalogError(f"Node name '{node.name}' is also the name of a Data Source; rename the node")
         target_id = ""
         if node.type == "materialized":
             assert node.datasource is not None
@@ -285,13 +263,13 @@ def _nodes_from_file(catalog: Catalog, workspace: Workspace, parsed: PipeFile) -
 
 
 def _validate_endpoints(catalog: Catalog, workspace: Workspace, nodes: Sequence[PipeNode]) -> None:
-    tables = _workspace_tables(catalog, workspace)
+    tables = workspace_tables(catalog, workspace)
     for index, node in enumerate(nodes):
         if node.type == "materialized":
             continue
         sql, params = node_query(nodes, index)
         try:
-            _guard(
+            guard_pipe_sql(
                 catalog.backend, workspace, sql, tables, lambda _name: True, {p.name: _sample_value(p) for p in params}
             )
         except SqlRefused as exc:
@@ -421,123 +399,30 @@ def _reads(nodes: Sequence[PipeNode], index: int) -> set[str]:
         return set()
 
 
-# ---------------------------------------------------------------- endpoints
+# ------------------------------------------------------- failures at insert
 
 
-def _check_value(param: TemplateParam, raw: str) -> str:
-    def invalid() -> PipeQueryFailed:
-        shown = raw if len(raw) <= 100 else raw[:100] + "…"
-        return PipeQueryFailed(f"Invalid value '{shown}' for parameter '{param.name}': expected {param.type}")
+@dataclass(frozen=True)
+class MvFailure:
+    """What an insert error says about materialized views (for SPEC §8.4 E21/E22).
 
-    if "\x00" in raw:
-        raise invalid()
-    kind = param.type
-    if kind.startswith(("Int", "UInt")):
-        if not _INT_RE.fullmatch(raw.strip()):
-            raise invalid()
-        low, high = int_range(kind)
-        if not low <= int(raw) <= high:
-            raise invalid()
-        return str(int(raw))
-    if kind.startswith("Float"):
-        try:
-            value = float(raw)
-        except ValueError:
-            raise invalid() from None
-        if math.isnan(value) and raw.strip().lower() != "nan":
-            raise invalid()
-        return raw.strip()
-    if kind == "Bool":
-        lowered = raw.strip().lower()
-        if lowered in ("true", "1"):
-            return "true"
-        if lowered in ("false", "0"):
-            return "false"
-        raise invalid()
-    return raw  # String, Date, DateTime: the engine parses and reports (BAD_QUERY_PARAMETER)
+    ``views`` are the failed views' engine names (``<pipe>__<node>_mv``) in the
+    data source's workspace; ``landing_committed`` is False only for a ``Null``
+    landing engine, where nothing was stored.
+    """
+
+    views: tuple[str, ...]
+    landing_committed: bool
+    detail: str
 
 
-def bind_params(params: Sequence[TemplateParam], values: Mapping[str, str]) -> dict[str, str]:
-    """Values for every parameter: given, else its default; missing required → 400."""
-    bound: dict[str, str] = {}
-    for param in params:
-        raw = values.get(param.name)
-        if raw is None:
-            if param.default is None:
-                raise PipeQueryFailed(f"The parameter '{param.name}' ({param.type}) is required")
-            raw = param.default
-        bound[param.name] = _check_value(param, raw)
-    return bound
+_PUSHING_RE = re.compile(r"while pushing to view `?([A-Za-z0-9_]+)`?\.`?([A-Za-z0-9_]+)`?")
 
 
-def may_read_pipe(principal: Principal, pipe: Pipe) -> bool:
-    """ADMIN or a PIPES:READ scope on this pipe: the pipe's own SQL decides what it reads."""
-    return principal.is_admin or any(s.type == "PIPES:READ" and s.resource == pipe.id for s in principal.token.scopes)
-
-
-def run_endpoint(
-    backend: Backend,
-    catalog: Catalog,
-    principal: Principal,
-    pipe: Pipe,
-    values: Mapping[str, str],
-    fmt: str,
-    limits: SqlSettings,
-    passthrough: Mapping[str, str] | None = None,
-) -> QueryOutput:
-    """Run the pipe's endpoint node for ``principal`` with request ``values``; output in ``fmt``."""
-    workspace = principal.workspace
-    assert workspace is not None
-    assert workspace.id == pipe.workspace_id
-    node = endpoint_node(pipe)
-    if node is None:
-        raise PipeQueryFailed(f"The pipe '{pipe.name}' has no endpoint node (TYPE ENDPOINT)", 404)
-    try:
-        sql, params = node_query(pipe.nodes, pipe.nodes.index(node))
-    except CatalogError as exc:
-        raise PipeQueryFailed(exc.message) from None
-    bound = bind_params(params, values)
-    tables = _workspace_tables(catalog, workspace)
-    whole_pipe = may_read_pipe(principal, pipe)
-    for scope in principal.token.scopes:
-        if (
-            scope.type == "PIPES:READ"
-            and scope.resource == pipe.id
-            and scope.filter is not None
-            and not principal.is_admin
-        ):
-            raise PipeQueryFailed(
-                "This token reads the pipe through a row filter, which birdhouse does not apply yet", 403
-            )
-
-    def readable(name: str) -> bool:
-        ds_id = tables.get(name)
-        return ds_id is not None and (whole_pipe or principal.can_read(ds_id))
-
-    try:
-        guarded = _guard(backend, workspace, sql, tables, readable, bound)
-    except SqlRefused as exc:
-        raise PipeQueryFailed(exc.message, exc.status) from None
-    except CatalogError as exc:
-        raise PipeQueryFailed(exc.message, exc.status) from None
-    if not whole_pipe:
-        for name in guarded.tables:
-            if principal.read_filter(tables[name]) is not None:
-                raise PipeQueryFailed(
-                    f"This token reads '{name}' through a row filter, which pipes do not apply yet", 403
-                )
-    settings: dict[str, str | int] = {
-        "readonly": 1,
-        "max_execution_time": limits.max_execution_time_s,
-        "max_result_bytes": limits.max_result_bytes,
-        "result_overflow_mode": "throw",
-    }
-    for key in PASSTHROUGH_SETTINGS:
-        if passthrough and key in passthrough:
-            settings[key] = passthrough[key]
-    try:
-        result = backend.query(guarded.sql, fmt, params=bound or None, settings=settings)
-    except BackendError as exc:
-        status = 408 if exc.code in TIMEOUT_CODES else 400
-        raise PipeQueryFailed(exc.message, status, exc.code) from None
-    return QueryOutput(result.body, content_type(fmt))
+def mv_failure(workspace: Workspace, datasource: DataSource, error: BackendError) -> MvFailure | None:
+    """Classify a landing-insert error: None unless the engine says a view failed
+    (its message names each view as ``while pushing to view <db>.<view>``)."""
+    views = tuple(dict.fromkeys(view for db, view in _PUSHING_RE.findall(error.message) if db == workspace.database))
+    if not views:
+        return None
+    return MvFailure(views, datasource.engine.engine != "Null", error.message)

@@ -6,7 +6,7 @@
 | ``GET /v0/pipes/<name>`` | 200 Pipe |
 | ``GET /v0/pipes/<name>.pipe`` | 200 ``text/plain``, the datafile as deployed |
 | ``GET /v0/pipes/<name>.json?param=…`` | the endpoint's result, §10.2 JSON shape (also ``.csv``, ``.ndjson``) |
-| ``POST /v0/pipes?name=<name>[&force=true]`` | create (``force``: replace) from the datafile text: raw body, or form/JSON field ``datafile`` |
+| ``POST /v0/pipes?name=<name>[&force=true]`` | create (``force``: replace); datafile as body or field ``datafile`` |
 | ``DELETE /v0/pipes/<name>`` | 204; drops its materialized views (their targets keep their rows) |
 
 Scopes: create needs ADMIN or ``PIPES:CREATE``; drop ADMIN or ``PIPES:DROP:<pipe>``;
@@ -22,6 +22,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
 
+from birdhouse.catalog import endpoints
 from birdhouse.catalog import pipes as ops
 from birdhouse.catalog.access import Principal
 from birdhouse.catalog.catalog import CatalogError
@@ -37,7 +38,7 @@ __all__ = ["routes"]
 # Endpoint suffix → engine output format.
 ENDPOINT_FORMATS = {".json": "JSON", ".csv": "CSVWithNames", ".ndjson": "JSONEachRow", ".parquet": "Parquet"}
 # Query-string keys that are never pipe parameters (SPEC §1.2: sent by clients, ignored).
-_NOT_PARAMS = frozenset({"token", "from", "cli_version", "__tb__semver", "__tb__deployment", "q", "pipeline"})
+_NOT_PARAMS = frozenset({"token", "from", "cli_version", "__tb__semver", "__tb__deployment"})
 
 
 def _scoped(principal: Principal, pipe: Pipe, *types: str) -> bool:
@@ -72,7 +73,9 @@ def pipe_json(request: Request, pipe: Pipe) -> dict[str, Any]:
         params = ops.pipe_params(pipe)
     except CatalogError:
         params = []
-    kind = "endpoint" if endpoint else "materialized" if any(n.type == "materialized" for n in pipe.nodes) else "default"
+    kind = (
+        "endpoint" if endpoint else "materialized" if any(n.type == "materialized" for n in pipe.nodes) else "default"
+    )
     return {
         "id": pipe.id,
         "name": pipe.name,
@@ -114,9 +117,9 @@ async def _endpoint(request: Request, principal: Principal, name: str, fmt: str)
     passthrough = {k: request.query_params[k] for k in PASSTHROUGH_SETTINGS if k in request.query_params}
     try:
         output = await run_in_threadpool(
-            ops.run_endpoint, rt.backend, rt.catalog, principal, pipe, values, fmt, rt.settings.sql, passthrough
+            endpoints.run_endpoint, rt.backend, rt.catalog, principal, pipe, values, fmt, rt.settings.sql, passthrough
         )
-    except ops.PipeQueryFailed as exc:
+    except endpoints.PipeQueryFailed as exc:
         headers = {"X-DB-Exception-Code": str(exc.code)} if exc.code is not None else None
         return json_error(exc.status, exc.message, headers)
     return Response(output.body, media_type=None, headers={"content-type": output.content_type})

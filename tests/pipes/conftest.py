@@ -10,6 +10,9 @@ from starlette.routing import Route
 from birdhouse.http import pipes as pipes_module
 from tests.apps import Local
 
+# The backend contract fixtures (chDB and a ClickHouse server), for tests that run on both.
+from tests.backends.conftest import clickhouse_server, target  # noqa: F401
+
 
 def with_pipes(local: Local) -> Local:
     routes = local.client.app.router.routes  # type: ignore[attr-defined]

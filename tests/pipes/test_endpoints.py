@@ -90,7 +90,7 @@ def test_injection_attempts_are_bound_as_values(top: Local, value: str) -> None:
 
 def test_string_value_round_trips_exactly(app: Local) -> None:
     app.create_datasource("events", SCHEMA)
-    tricky = "it's -- \\ ; {x:String} 'quoted'"
+    tricky = "it's -- \\ ; {x:String} 'quoted'\ttab\nline\\n\x00end"
     post_events(app, "events", [json.dumps({"id": tricky, "kind": "k", "amount": 1})])
     datafile = "NODE e\nSQL >\n    SELECT id FROM events WHERE id = {{String(q)}}\nTYPE ENDPOINT\n"
     assert create_pipe(app, "echo", datafile).status_code == 200

@@ -106,7 +106,8 @@ def test_aggregating_target_with_state_functions(app: Local) -> None:
     post_events(app, "events", [event(0)])  # a repeated id: counted, not unique
     merged = sql(
         app,
-        "SELECT kind, countMerge(c) AS n, uniqMerge(u) AS ids, sum(s) AS total FROM agg_totals GROUP BY kind ORDER BY kind",
+        "SELECT kind, countMerge(c) AS n, uniqMerge(u) AS ids, sum(s) AS total FROM agg_totals "
+        "GROUP BY kind ORDER BY kind",
     )
     direct = sql(
         app,
