@@ -181,8 +181,9 @@ def append(
     datasource_name: str, files: tuple[str, ...], batch_mb: float, workers: int, host: str | None, token: str | None
 ) -> None:
     """Append NDJSON FILES (plain, .gz, .zst, or - for stdin) to DATASOURCE
-    through /v0/events, with a progress bar; retries are safe (each batch
-    carries an Idempotency-Key)."""
+    through /v0/events, with a progress bar. Each batch carries an
+    Idempotency-Key from its file, offset and content, so retries (and re-runs
+    of the same files within the 5 h dedup window) never store a row twice."""
     import httpx
     from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 

@@ -54,8 +54,8 @@ def test_append_files_of_every_kind(server: LocalServer, tmp_path: Path) -> None
         f"{server.url}/v0/sql", params={"q": "SELECT count() c, uniqExact(i) u FROM bulk"}, headers=auth
     ).json()["data"]
     assert counted == [{"c": 6000, "u": 6000}]
-    # Appending the same files again would double them; the idempotency keys make a *retry* safe,
-    # not a second run: a retried batch has the same key, a new run too — so it is deduplicated.
+    # Each batch's Idempotency-Key comes from its file, offset and content: a retried batch, or a
+    # re-run of the same files within dedup.window_s, stores nothing twice.
     again = run(server.url, "bulk", str(plain), "--batch-mb", "0.02", token=server.admin)
     assert again.exit_code == 0
     recount = httpx.get(f"{server.url}/v0/sql", params={"q": "SELECT count() c FROM bulk"}, headers=auth).json()
