@@ -48,6 +48,7 @@ __all__ = [
     "node_query",
     "pipe_params",
     "pipes_using",
+    "views_reading",
     "workspace_tables",
 ]
 
@@ -77,7 +78,11 @@ def _used_names(sql: str) -> set[str]:
 
 def node_query(nodes: Sequence[PipeNode], index: int) -> tuple[str, list[TemplateParam]]:
     """The SQL of ``nodes[index]`` with the earlier nodes it uses (transitively) as CTEs,
-    templates rendered to ``{name:Type}`` placeholders; and every parameter involved."""
+    templates rendered to ``{name:Type}`` placeholders; and every parameter involved.
+
+    An earlier node shadows a data source of the same name in later nodes (a
+    CTE wins over a table), as in Tinybird; a node's own SQL still reads the
+    data source it is named after."""
     rendered: list[tuple[str, list[TemplateParam]]] = []
     for node in nodes[: index + 1]:
         try:
@@ -384,6 +389,16 @@ def pipes_using(catalog: Catalog, workspace: Workspace, datasource: DataSource) 
                 found.append(pipe)
                 break
     return found
+
+
+def views_reading(catalog: Catalog, workspace: Workspace, datasource: DataSource) -> list[str]:
+    """Engine names of the views an insert into ``datasource`` fires (for the flush path)."""
+    return [
+        mv_table(pipe.name, node.name)
+        for pipe in catalog.workspace_pipes(workspace.id)
+        for index, node in enumerate(pipe.nodes)
+        if node.type == "materialized" and datasource.name in _reads(pipe.nodes, index)
+    ]
 
 
 def _reads(nodes: Sequence[PipeNode], index: int) -> set[str]:

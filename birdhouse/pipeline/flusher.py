@@ -77,6 +77,7 @@ class Flusher:
         self._task: asyncio.Task[None] | None = None
         self._stopping = False
         self._abandoned = False
+        self._flush_requested = False
         self.backend_down_since: float | None = None
         self.flushes = 0
         # Loop iterations begun / completed successfully: lets drain() wait
@@ -94,18 +95,24 @@ class Flusher:
         self._progress = asyncio.Condition()
         self._task = asyncio.create_task(self._run(), name="birdhouse-flusher")
         if self.wal.sealed():
-            self._kick.set()  # replay what a previous run left behind
+            self.kick()  # replay what a previous run left behind
 
     def note(self, rows: int, nbytes: int) -> None:
         """Account for an accepted request (called on the event loop)."""
         self._pending_rows += rows
         self._pending_bytes += nbytes
-        if self._oldest is None:
-            self._oldest = time.monotonic()
         if self._pending_rows >= self.settings.max_rows or self._pending_bytes >= self.settings.max_bytes:
             self.kick()
+        elif self._oldest is None:
+            # The first pending row starts the age timer: wake the loop so it
+            # sleeps until that deadline instead of indefinitely.
+            self._oldest = time.monotonic()
+            if self._kick is not None:
+                self._kick.set()
 
     def kick(self) -> None:
+        """Ask for a flush now."""
+        self._flush_requested = True
         if self._kick is not None:
             self._kick.set()
 
@@ -178,13 +185,8 @@ class Flusher:
         assert self._kick is not None
         backoff = self.settings.retry_initial_ms / 1000
         while True:
-            timeout = self._deadline()
-            if self.wal.failed:
-                timeout = backoff  # keep probing the disk until it takes writes again
-            if not self._stopping and (timeout is None or timeout > 0):
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._kick.wait(), timeout)
-            self._kick.clear()
+            await self._sleep_until_due(backoff)
+            self._flush_requested = False
             self._begun += 1
             if self._wait_requested and not self._stopping:
                 self._wait_requested = False
@@ -202,7 +204,7 @@ class Flusher:
                     return
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, self.settings.retry_max_ms / 1000)
-                self._kick.set()
+                self.kick()
                 continue
             finally:
                 await self._notify()
@@ -212,6 +214,23 @@ class Flusher:
             await self._notify()
             backoff = self.settings.retry_initial_ms / 1000
             if self._stopping:
+                return
+
+    async def _sleep_until_due(self, backoff: float) -> None:
+        """Sleep until a flush is asked for or the oldest pending row is
+        ``flush.interval_ms`` old; a wake-up that only re-arms the timer
+        (the first row after a flush) goes back to sleep."""
+        assert self._kick is not None
+        while not (self._stopping or self._flush_requested):
+            timeout = self._deadline()
+            if self.wal.failed:
+                timeout = backoff  # keep probing the disk until it takes writes again
+            if timeout is not None and timeout <= 0:
+                return
+            self._kick.clear()
+            try:
+                await asyncio.wait_for(self._kick.wait(), timeout)
+            except TimeoutError:
                 return
 
     async def _notify(self) -> None:

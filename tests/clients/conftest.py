@@ -28,14 +28,13 @@ REGISTRIES_UNREACHABLE = 75
 def clients() -> float:
     """Install (or confirm) every client; returns the seconds it took."""
     started = time.monotonic()
-    result = subprocess.run(
-        ["bash", str(INSTALL_SCRIPT)], capture_output=True, text=True, timeout=1800, check=False
-    )
+    result = subprocess.run(["bash", str(INSTALL_SCRIPT)], capture_output=True, text=True, timeout=1800, check=False)
     if result.returncode == REGISTRIES_UNREACHABLE:
         pytest.skip(f"scripts/install-clients: package registries unreachable\n{result.stderr[-2000:]}")
     if result.returncode != 0:
         pytest.fail(
-            f"scripts/install-clients failed (exit {result.returncode}):\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}"
+            f"scripts/install-clients failed (exit {result.returncode}):\n"
+            f"{result.stdout[-3000:]}\n{result.stderr[-3000:]}"
         )
     return time.monotonic() - started
 
@@ -43,7 +42,7 @@ def clients() -> float:
 @pytest.fixture(scope="session")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalServer]:
     root = Path(tmp_path_factory.mktemp("clients"))
-    running = LocalServer(root / "data", env={"BIRDHOUSE_FLUSH__MAX_ROWS": "1"})  # VERIFY-ONLY
+    running = LocalServer(root / "data")
     try:
         deploy(running, DATAFILES)
         yield running

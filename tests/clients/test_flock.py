@@ -44,7 +44,7 @@ class PageServer:
         code = script.read_bytes()
 
         class Handler(BaseHTTPRequestHandler):
-            def log_message(self, format: str, *args: object) -> None:  # noqa: A002
+            def log_message(self, format: str, *args: object) -> None:
                 return
 
             def do_GET(self) -> None:

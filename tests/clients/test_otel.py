@@ -105,7 +105,9 @@ def test_traces_keep_nanoseconds_and_maps(server: LocalServer) -> None:
         assert row["events_attributes"] == span["events_attributes"], broke(CLIENT, f"{what} events_attributes")
         assert row["links_trace_id"] == span["links_trace_id"], broke(CLIENT, f"{what} links")
         assert (row["status_code"], row["status_message"], row["span_kind"]) == (
-            span["status_code"], span["status_message"], span["span_kind"]
+            span["status_code"],
+            span["status_message"],
+            span["span_kind"],
         ), broke(CLIENT, f"{what} status/kind: {row}")
     # `<` `>` `&` arrive unescaped (Go wrote \u003c … in the JSON).
     assert "<test> & co" in found[0]["span_attributes"]["user_agent.original"], broke(CLIENT, "escaped characters")
@@ -125,7 +127,10 @@ def test_logs_keep_nanoseconds_and_maps(server: LocalServer) -> None:
         assert row["body"] == record["body"], broke(CLIENT, f"log body: {row}")
         assert row["log_attributes"] == record["log_attributes"], broke(CLIENT, f"log_attributes: {row}")
         assert (row["severity_text"], row["severity_number"], row["trace_id"], row["flags"]) == (
-            record["severity_text"], record["severity_number"], record["trace_id"], record["flags"]
+            record["severity_text"],
+            record["severity_number"],
+            record["trace_id"],
+            record["flags"],
         ), broke(CLIENT, f"log fields: {row}")
 
 

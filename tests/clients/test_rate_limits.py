@@ -52,17 +52,18 @@ def test_429_headers_every_client_can_parse(limited: LocalServer) -> None:
         assert value is not None and value.isdigit(), broke(client, f"{name}: {shown}")
     assert response.headers["X-RateLimit-Remaining"] == "0", broke(client, f"Remaining must be 0 on a 429: {shown}")
     retry_after = response.headers.get("Retry-After", "")
-    assert retry_after.isdigit() and int(retry_after) >= 1, broke(client, f"Retry-After must be an integer ≥ 1: {shown}")
+    assert retry_after.isdigit() and int(retry_after) >= 1, broke(
+        client, f"Retry-After must be an integer ≥ 1: {shown}"
+    )
 
 
+@pytest.mark.usefixtures("clients")
 def test_python_sdk_datasource_retries_and_lands(limited: LocalServer, limited_proxy: RecordingProxy) -> None:
     """The sync Datasource loops while 429 and sleeps ~2 s when Remaining is 0: it must end, with its rows in."""
     client = f"{PYSDK} Datasource under 429"
     config = {"url": limited_proxy.url, "token": limited.admin, "ds": "pysdk_events", "mode": "sync"}
     started = time.monotonic()
-    result = run(
-        [venv_bin("pysdk", "python"), PYSDK_SCRIPTS / "pysdk_ratelimited.py", json.dumps(config)], timeout=60
-    )
+    result = run([venv_bin("pysdk", "python"), PYSDK_SCRIPTS / "pysdk_ratelimited.py", json.dumps(config)], timeout=60)
     elapsed = time.monotonic() - started
     assert result.returncode == 0, broke(client, "did not end cleanly within 60 s", limited_proxy, output_of(result))
     report = next((r for r in json_lines(result.stdout) if r.get("step") == "sync"), None)
@@ -81,15 +82,14 @@ def test_python_sdk_datasource_retries_and_lands(limited: LocalServer, limited_p
     assert found == [{"n": 0}, {"n": 1}, {"n": 2}], broke(client, f"rows: {found}", limited_proxy)
 
 
+@pytest.mark.usefixtures("clients")
 def test_python_sdk_async_datasource_ends(limited: LocalServer, limited_proxy: RecordingProxy) -> None:
     """AsyncDatasource tries once (backoff max_tries=1) and raises RateLimitError: it must end, having parsed the
     headers as integers (a missing or non-integer header would be a TypeError/ValueError instead)."""
     time.sleep(1.1)  # let the previous test's token refill, so the script's own POST takes it
     client = f"{PYSDK} AsyncDatasource under 429"
     config = {"url": limited_proxy.url, "token": limited.admin, "ds": "pysdk_events", "mode": "async"}
-    result = run(
-        [venv_bin("pysdk", "python"), PYSDK_SCRIPTS / "pysdk_ratelimited.py", json.dumps(config)], timeout=60
-    )
+    result = run([venv_bin("pysdk", "python"), PYSDK_SCRIPTS / "pysdk_ratelimited.py", json.dumps(config)], timeout=60)
     assert result.returncode == 0, broke(client, "did not end cleanly within 60 s", limited_proxy, output_of(result))
     report = next((r for r in json_lines(result.stdout) if r.get("step") == "async"), None)
     assert report is not None, broke(client, "no report", limited_proxy, output_of(result))
@@ -99,6 +99,7 @@ def test_python_sdk_async_datasource_ends(limited: LocalServer, limited_proxy: R
     assert len(limited_proxy.recorded("POST", "/v0/events")) <= 3, broke(client, "retried in a loop", limited_proxy)
 
 
+@pytest.mark.usefixtures("clients")
 def test_ts_sdk_retries_with_retry_after(limited: LocalServer, limited_proxy: RecordingProxy) -> None:
     client = f"{TS_SDK} ingest({{maxRetries}}) under 429"
     time.sleep(1.1)

@@ -83,10 +83,22 @@ def test_tinybird_sdk_python_forward_ingest(server: LocalServer) -> None:
     client = "tinybird-sdk 0.1.8 Python (replayed)"
     run = marker()
     lines = [
-        {"client": "pysdk_new", "id": run, "big": "9007199254740993", "amount": "12345.6789",
-         "at": "2025-06-12T12:15:30.123456+02:00", "flag": True},
-        {"client": "pysdk_new", "id": run + 1, "big": "-9223372036854775808", "amount": str(Decimal("0.0001")),
-         "at": "2025-06-12T10:15:30+00:00", "flag": False},
+        {
+            "client": "pysdk_new",
+            "id": run,
+            "big": "9007199254740993",
+            "amount": "12345.6789",
+            "at": "2025-06-12T12:15:30.123456+02:00",
+            "flag": True,
+        },
+        {
+            "client": "pysdk_new",
+            "id": run + 1,
+            "big": "-9223372036854775808",
+            "amount": str(Decimal("0.0001")),
+            "at": "2025-06-12T10:15:30+00:00",
+            "flag": False,
+        },
     ]
     body = "\n".join(json.dumps(line) for line in lines).encode()
     params = {"name": "replayed_events", "wait": "true", "from": "python-sdk"}
@@ -163,8 +175,13 @@ def test_tb_cli4_file_append(server: LocalServer) -> None:
     client = "tb CLI 4.6.13 datasource append --file (replayed)"
     who = f"cli4_file_{marker()}"
     data = "".join(json.dumps({"at": "2025-06-12 10:00:00", "who": who, "n": n}) + "\n" for n in range(4))
-    params = {"name": "cli_events", "mode": "append", "format": "ndjson", "debug": "blocks_block_log",
-              "token": server.admin}
+    params = {
+        "name": "cli_events",
+        "mode": "append",
+        "format": "ndjson",
+        "debug": "blocks_block_log",
+        "token": server.admin,
+    }
     response = httpx.post(
         f"{server.url}/v0/datasources", params=params, files={"ndjson": ("rows.ndjson", data.encode())}, timeout=60
     )
@@ -316,8 +333,15 @@ def test_flock_middleware_forward(server: LocalServer) -> None:
     """The starter kit's edge middleware forwards the browser's body raw with Bearer auth and reads
     `response.ok` then `response.json()`."""
     client = "flock.js middleware (replayed)"
-    body = json.dumps({"timestamp": "2025-06-12T10:15:30.000Z", "action": "page_hit", "version": "1",
-                       "session_id": f"mw-{marker()}", "payload": "{\"pathname\":\"/\"}"}).encode()
+    body = json.dumps(
+        {
+            "timestamp": "2025-06-12T10:15:30.000Z",
+            "action": "page_hit",
+            "version": "1",
+            "session_id": f"mw-{marker()}",
+            "payload": '{"pathname":"/"}',
+        }
+    ).encode()
     params = {"name": "analytics_events"}
     headers = {**auth(server.admin), "Content-Type": "application/json"}
     response = events(server, body, params, headers)

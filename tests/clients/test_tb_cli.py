@@ -71,8 +71,11 @@ def seed(server: LocalServer, who: str, count: int) -> None:
     """Rows the CLI reads back, committed with wait=true."""
     body = "\n".join(json.dumps({"at": "2025-06-12 10:00:00", "who": who, "n": n}) for n in range(count))
     response = httpx.post(
-        f"{server.url}/v0/events", params={"name": "cli_events", "wait": "true"}, content=body,
-        headers=auth(server.admin), timeout=30,
+        f"{server.url}/v0/events",
+        params={"name": "cli_events", "wait": "true"},
+        content=body,
+        headers=auth(server.admin),
+        timeout=30,
     )
     assert response.status_code == 200, response.text
 

@@ -86,8 +86,13 @@ def test_ingest_ingest_batch_and_sql(server: LocalServer, proxy: RecordingProxy)
     assert sql_post and sql_post[0].header("Content-Type") == "text/plain", broke(TS_SDK, "sql() request", proxy)
     assert {"meta", "data", "rows", "statistics"} <= set(result), broke(TS_SDK, f"sql() result: {result}", proxy)
     assert result["data"] == [
-        {"step": "ingest", "id": 1, "big": "18446744073709551615", "attrs": {"plan": "pro", "region": "eu"},
-         "tags": ["x", "y"]},
+        {
+            "step": "ingest",
+            "id": 1,
+            "big": "18446744073709551615",
+            "attrs": {"plan": "pro", "region": "eu"},
+            "tags": ["x", "y"],
+        },
         {"step": "ingestBatch", "id": 1, "big": "1152921504606846977", "attrs": {"n": "1"}, "tags": []},
         {"step": "ingestBatch", "id": 2, "big": "1152921504606846978", "attrs": {"n": "2"}, "tags": []},
         {"step": "ingestBatch", "id": 3, "big": "1152921504606846979", "attrs": {"n": "3"}, "tags": []},

@@ -8,6 +8,7 @@ import gzip
 import json
 import time
 import zlib
+from collections.abc import Callable
 
 import httpx
 import pytest
@@ -18,7 +19,7 @@ from tests.server import LocalServer
 
 CLIENT = "Vector http sink (replayed)"
 USER_AGENT = "Vector/0.48.0 (x86_64-unknown-linux-gnu 1e5ab1f 2025-06-30 14:05:12.123456789)"
-COMPRESSIONS = {
+COMPRESSIONS: dict[str, tuple[str | None, Callable[[bytes], bytes]]] = {
     "none": (None, lambda b: b),
     "gzip": ("gzip", gzip.compress),
     "zlib": ("deflate", zlib.compress),  # Vector's `zlib` sends a zlib stream as Content-Encoding: deflate
@@ -42,7 +43,11 @@ def events(host: str, count: int) -> list[dict[str, str]]:
 
 
 def send(server: LocalServer, body: bytes, encoding: str | None) -> httpx.Response:
-    headers = {"Content-Type": "application/x-ndjson", "Authorization": f"Bearer {server.admin}", "User-Agent": USER_AGENT}
+    headers = {
+        "Content-Type": "application/x-ndjson",
+        "Authorization": f"Bearer {server.admin}",
+        "User-Agent": USER_AGENT,
+    }
     if encoding:
         headers["Content-Encoding"] = encoding
     return httpx.post(f"{server.url}/v0/events?name=vector_logs", content=body, headers=headers, timeout=30)
@@ -58,7 +63,9 @@ def test_newline_delimited_batches(server: LocalServer, compression: str) -> Non
     response = send(server, compress(body), encoding)
     request = f"POST /v0/events?name=vector_logs (compression: {compression}, Content-Encoding: {encoding})"
     assert response.status_code == 202, broke(CLIENT, f"{request} -> {response.status_code} {response.text!r}")
-    assert response.json() == {"successful_rows": 3, "quarantined_rows": 0}, broke(CLIENT, f"{request}: {response.text}")
+    assert response.json() == {"successful_rows": 3, "quarantined_rows": 0}, broke(
+        CLIENT, f"{request}: {response.text}"
+    )
     found = wait_for_flushed_rows(
         server,
         f"SELECT toString(timestamp) AS ts, message, file FROM vector_logs WHERE host = '{host}' ORDER BY timestamp",

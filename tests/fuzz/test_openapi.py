@@ -50,7 +50,6 @@ from birdhouse.http import openapi
 EXAMPLES = max(1, int(os.environ.get("BIRDHOUSE_FUZZ_EXAMPLES", "0")) // 10) or 10
 
 
-
 def no_server_error(ctx: Any, response: Any, case: Case) -> bool | None:
     """Like schemathesis' not_a_server_error, but a 5xx the operation documents for client input (the
     501 of an unsupported events `format`, SPEC E18) is an answer, not a server error. 500 never is."""
@@ -285,7 +284,8 @@ def test_operation_conforms(api: Api, path: str, method: str) -> None:
         _steer(api, case, data)
         response = case.call(headers={"Authorization": f"Bearer {_token_for(api, case)}"})
         seen.append(response.status_code)
-        if case.operation.path == "/v0/datasources" and case.method == "POST": print("DBG", case.media_type, case.body, response.text[:150])
+        if case.operation.path == "/v0/datasources" and case.method == "POST":
+            print("DBG", case.media_type, case.body, response.text[:150])
         case.validate_response(response, checks=checks)
 
     @HYPOTHESIS

@@ -278,3 +278,20 @@ def test_disk_failure_refuses_then_recovers_without_operator(
     assert ws is not None
     stored = local.runtime.backend.query(f"SELECT DISTINCT id FROM `{ws.database}`.events ORDER BY id", "TSVRaw")
     assert stored.body.decode().split() == ["after", "before"]
+
+
+def test_rows_flush_by_age_without_any_wait_request(make_local: Callable[..., Local]) -> None:
+    """wait=false only: the flush interval alone must deliver the rows."""
+    local = make_local(**{"flush.interval_ms": 100})
+    local.create_datasource("events", SCHEMA)
+    for i in range(3):
+        assert post(local, body(f"a{i}")).status_code == 202
+    deadline = time.monotonic() + 10
+    while count(local) < 3 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert count(local) == 3
+    assert post(local, body("later")).status_code == 202
+    deadline = time.monotonic() + 10
+    while count(local) < 4 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert count(local) == 4

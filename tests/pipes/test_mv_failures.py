@@ -14,7 +14,7 @@ import pytest
 
 from birdhouse.backends import BackendError
 from birdhouse.catalog.datasources import table_ref
-from birdhouse.catalog.pipes import mv_failure
+from birdhouse.catalog.pipes import mv_failure, views_reading
 from tests.apps import Local
 from tests.pipes.conftest import create_pipe, sql
 
@@ -47,6 +47,9 @@ def test_mv_failure_names_the_failed_view(app: Local) -> None:
     statement = f"INSERT INTO {table_ref(ws, 'events')} (id, amount) SELECT 'x', 0"
     with pytest.raises(BackendError) as caught:
         app.runtime.backend.command(statement)
+    assert views_reading(app.runtime.catalog, ws, ds) == ["div_mv__n_mv"]
+    target = app.runtime.catalog.find_datasource(ws.id, "ratios")
+    assert target is not None and views_reading(app.runtime.catalog, ws, target) == []
     failure = mv_failure(ws, ds, caught.value)
     assert failure is not None
     assert failure.views == ("div_mv__n_mv",)

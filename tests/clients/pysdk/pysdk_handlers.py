@@ -40,7 +40,7 @@ def main() -> None:
         "model": "gpt-4o-mini",
         "messages": [
             {"role": "system", "content": "You are terse."},
-            {"role": "user", "content": "Say \"hi\" in 2 languages\nplease"},
+            {"role": "user", "content": 'Say "hi" in 2 languages\nplease'},
         ],
         "user": None,
         "start_time": start.isoformat(),
