@@ -128,16 +128,25 @@ def plots(result: dict[str, Any], out: Path) -> list[Path]:
         written.append(out / "throughput_ratio.png")
         fig.savefig(written[-1], dpi=110)
         plt.close(fig)
+    first_shape = result["config"]["shapes"][0]
     curves = [
         m
         for m in result["measurements"]
-        if m.get("cdf_ms") and m["run"] == 0 and m["scenario"] in ("wait", "small", "batched", "compressed")
+        if m.get("cdf_ms")
+        and m["run"] == 0
+        and m["shape"] == first_shape
+        and m["scenario"] in ("wait", "small", "batched")
     ]
     if curves:
         fig, ax = plt.subplots(figsize=(8, 5))
         for m in curves:
-            xs = [p[1] for p in m["cdf_ms"]]
-            ys = [p[0] / 100 for p in m["cdf_ms"]]
+            points, top = [], 0.0
+            for pct, ms in m["cdf_ms"]:
+                if ms >= top:  # keep the curve monotonic (older wrk results carry a bogus p100 of 0)
+                    points.append((pct / 100, ms))
+                    top = ms
+            xs = [p[1] for p in points]
+            ys = [p[0] for p in points]
             ax.plot(xs, ys, label=f"{m['scenario']}/{m['shape']} {m['target']}")
         ax.set_xscale("log")
         ax.set_xlabel("latency (ms, log)")

@@ -37,11 +37,12 @@ done = function(summary, latency, requests)
     if i > 1 then out = out .. "," end
     out = out .. string.format("[%g,%d]", p, latency:percentile(p))
   end
-  io.write("WRKJSON" .. out .. "]}\n")
+  io.write("WRKJSON" .. out .. string.format('],"max":%d}\n', latency.max))
 end
 """
 
-PCTS = [0.1, 1, 5, 10, 25, 50, 75, 90, 95, 99, 99.5, 99.9, 100, *range(2, 100, 2)]
+# wrk's percentile(100) is not the maximum (it can return 0): latency.max is reported instead.
+PCTS = [0.1, 1, 5, 10, 25, 50, 75, 90, 95, 99, 99.5, 99.9, *range(2, 100, 2)]
 
 
 def available() -> bool:
@@ -79,7 +80,7 @@ def run(
     raw = json.loads(line[len("WRKJSON") :])
     elapsed = raw["duration_us"] / 1e6
     ok = raw["requests"] - raw["status_errors"]
-    cdf = sorted((float(p), us / 1e3) for p, us in raw["lat"])
+    cdf = sorted([*((float(p), us / 1e3) for p, us in raw["lat"]), (100.0, raw["max"] / 1e3)])
     pct = dict(cdf)
     return {
         "elapsed_s": elapsed,

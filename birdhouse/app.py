@@ -23,7 +23,7 @@ from birdhouse.backends import BackendError
 from birdhouse.catalog.access import AuthError
 from birdhouse.catalog.catalog import Catalog, CatalogError
 from birdhouse.config import Settings, load_settings
-from birdhouse.http import analyze, console, datasources, events, local, metrics, sql, tokens
+from birdhouse.http import analyze, console, datasources, events, local, metrics, pipes, sql, tokens
 from birdhouse.http.errors import (
     ApiError,
     api_error_handler,
@@ -52,6 +52,7 @@ def routes() -> list[BaseRoute]:
         *analyze.routes,
         *metrics.routes,
         *console.routes,
+        *pipes.routes,
     ]
 
 

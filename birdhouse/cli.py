@@ -159,8 +159,9 @@ def _table(columns: list[str], rows: list[list[Any]]) -> None:
 @click.argument("directory", type=click.Path(exists=True, file_okay=False, path_type=Path))
 @_client_options
 def deploy(directory: Path, host: str | None, token: str | None) -> None:
-    """Apply every .datasource file under DIRECTORY to a running server
-    (create or update; incompatible changes are refused, nothing half-applied)."""
+    """Apply every .datasource and .pipe file under DIRECTORY to a running
+    server: data sources first, then pipes (materialized views, endpoints);
+    create or update; incompatible changes are refused, nothing half-applied."""
     from birdhouse.deploy import DeployError, apply_plan, plan_deploy
 
     with Client(host, token) as client:

@@ -56,6 +56,7 @@ class ChdbBackend:
         self.path.mkdir(parents=True, exist_ok=True)
         self.dsn = f"chdb://{self.path}"
         self._lock = threading.Lock()
+        self._views: dict[str, bool] = {}
         try:
             self._session: Any = session.Session(str(self.path))  # type: ignore[no-untyped-call]
         except Exception as exc:
@@ -86,6 +87,10 @@ class ChdbBackend:
         )
 
     def command(self, sql: str, settings: Mapping[str, str | int] | None = None) -> None:
+        self._views.clear()  # DDL may add or drop materialized views
+        self._command(sql, settings)
+
+    def _command(self, sql: str, settings: Mapping[str, str | int] | None = None) -> None:
         # A trailing SETTINGS clause on DDL would be read as *table* settings,
         # so statement settings go in as session SETs first. They stay set in
         # the embedded session; only permissive-DDL flags are passed here.
@@ -108,6 +113,11 @@ class ChdbBackend:
     ) -> int:
         column_list = " (" + ", ".join(f"`{c}`" for c in columns) + ")" if columns else ""
         statement = f"INSERT INTO {table}{column_list}{_settings_clause(settings)}"
+        if self._has_views(table):
+            # The streaming inserter swallows errors raised by dependent
+            # materialized views (the landing block commits, the view gets
+            # nothing, nothing is raised); the query path reports them.
+            return self._insert_reporting_views(statement, fmt, data)
         with self._lock:
             try:
                 with self._session.send_insert(statement, fmt) as inserter:
@@ -116,6 +126,28 @@ class ChdbBackend:
             except Exception as exc:
                 raise _error(exc) from exc
         return int(result.rows_written)
+
+    def _insert_reporting_views(self, statement: str, fmt: str, data: bytes) -> int:
+        with self._lock:
+            try:
+                result = self._session.query(f"{statement} FORMAT {fmt}\n" + data.decode("utf-8"), "TSVRaw")
+            except Exception as exc:
+                raise _error(exc) from exc
+        return int(result.rows_written()) if result is not None else 0
+
+    def _has_views(self, table: str) -> bool:
+        """Whether materialized views read ``table`` (cached; DDL clears the cache)."""
+        found = self._views.get(table)
+        if found is None:
+            database, _, name = table.replace("`", "").partition(".")
+            result = self.query(
+                "SELECT length(dependencies_table) > 0 FROM system.tables "
+                "WHERE database = {d:String} AND name = {t:String}",
+                "TSVRaw",
+                params={"d": database, "t": name},
+            )
+            found = self._views[table] = result.body.strip() == b"1"
+        return found
 
     def close(self) -> None:
         with self._lock:

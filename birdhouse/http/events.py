@@ -36,7 +36,7 @@ from birdhouse.http.events_input import (
 )
 from birdhouse.http.limits import Refused
 from birdhouse.pipeline.dedup import Entry, body_key, idempotency_key
-from birdhouse.pipeline.deliver import Transient, insert_quarantine
+from birdhouse.pipeline.deliver import Failure, Transient, insert_quarantine
 from birdhouse.pipeline.records import AcceptedBatch
 from birdhouse.runtime import Runtime
 from birdhouse.schema.convert import Converted
@@ -152,7 +152,24 @@ async def _ingest(request: Request, headers: dict[str, str]) -> Response:
         delivered = await rt.flusher.wait_delivered(outcome.ticket, outcome.request_id, settings.wait_timeout_ms / 1000)
         if delivered is not None and delivered.committed:
             status = 200
+        elif delivered is not None and delivered.failure is not None:
+            _raise_view_failure(delivered.failure, rt)
     return _success(status, outcome.successful_rows, outcome.quarantined_rows, outcome.details, headers)
+
+
+MV_PARTIAL = "Your data was received but it was not propagated due to a conflict with Materialized Views. Error: "
+MV_NOTHING_STORED = "Materialized View error, no data ingested. Error: "
+
+
+def _raise_view_failure(failure: Failure, rt: Runtime) -> None:
+    """E21 / E22 (SPEC §8.4): the only errors after acceptance. Other
+    failures parked the rows in the dead-letter area: still a 202."""
+    if failure.kind == "mv_partial":
+        raise EventsError(422, MV_PARTIAL + failure.detail)
+    if failure.kind == "mv_nothing_stored":
+        raise EventsError(
+            503, MV_NOTHING_STORED + failure.detail, {"Retry-After": str(rt.settings.events.retry_after_503_s)}
+        )
 
 
 async def _autocreate(rt: Runtime, workspace: Workspace, name: str, body: bytes) -> DataSource:

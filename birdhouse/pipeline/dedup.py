@@ -104,6 +104,11 @@ class DedupIndex:
             if len(self._entries) % 4096 == 0:
                 self._prune()
 
+    def forget(self, key: str) -> None:
+        """The request was not ingested after all (E22): a retry must be new."""
+        with self._lock:
+            self._entries.pop(key, None)
+
     def _prune(self) -> None:
         now = time.time()
         for key in [k for k, e in self._entries.items() if e.expires_at < now]:

@@ -16,6 +16,7 @@ caller keeps the segment and retries later.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import time
@@ -28,6 +29,9 @@ import msgspec
 from birdhouse.backends import Backend, BackendError, BackendUnavailable
 from birdhouse.catalog.catalog import Catalog
 from birdhouse.catalog.datasources import table_ref
+from birdhouse.catalog.models import DataSource, Workspace
+from birdhouse.catalog.opslog import record_flush
+from birdhouse.catalog.pipes import mv_failure
 from birdhouse.pipeline.dedup import DedupIndex
 from birdhouse.pipeline.records import AcceptedBatch, decode_batch, landing_token, quarantine_token
 from birdhouse.schema.engine import quarantine_columns
@@ -50,12 +54,25 @@ class Transient(Exception):
     """The backend could not take the rows now; keep the segment, retry later."""
 
 
+@dataclass(frozen=True)
+class Failure:
+    """Why a request's rows are not (all) where they belong.
+
+    ``dead_letter``: parked with the error, nothing in the table (→ 202, the rows
+    are durable); ``mv_partial``: landing rows stored, materialized views missed
+    them (E21, 422); ``mv_nothing_stored``: a Null landing table whose view
+    failed, the rows were dropped for the client to retry (E22, 503)."""
+
+    kind: str
+    detail: str
+
+
 @dataclass
 class Delivery:
     rows: int = 0
     quarantined: int = 0
-    # request id → error, for requests whose rows went to the dead-letter area.
-    failed: dict[str, str] = field(default_factory=dict)
+    # request id → failure, for requests whose rows did not all land.
+    failed: dict[str, Failure] = field(default_factory=dict)
 
 
 def _groups(batches: Iterable[AcceptedBatch]) -> list[list[AcceptedBatch]]:
@@ -100,10 +117,12 @@ def insert_quarantine(backend: Backend, catalog: Catalog, batch: AcceptedBatch) 
     )
 
 
-def _dead_letter(directory: Path, group: list[AcceptedBatch], error: str) -> None:
+def _dead_letter(directory: Path, group: list[AcceptedBatch], error: str, failed_views: tuple[str, ...] = ()) -> None:
     directory.mkdir(parents=True, exist_ok=True)
     name = f"{time.time_ns()}-{group[0].datasource_id}.msgpack"
-    document = {"error": error, "batches": [msgspec.msgpack.encode(b) for b in group]}
+    document: dict[str, object] = {"error": error, "batches": [msgspec.msgpack.encode(b) for b in group]}
+    if failed_views:
+        document["failed_views"] = list(failed_views)
     path = directory / name
     with open(path, "wb") as handle:
         handle.write(msgspec.msgpack.encode(document))
@@ -118,13 +137,39 @@ def deliver_segment(
     payloads: list[bytes],
     dead_letter_dir: Path,
     dedup: DedupIndex | None = None,
+    waiting: frozenset[str] = frozenset(),
 ) -> Delivery:
-    delivery = Delivery()
+    """``waiting`` holds the request ids with a ``wait=true`` client: when a
+    materialized view fails on a ``Null`` landing table (nothing stored), their
+    rows are dropped and they are told to retry (E22) instead of being parked."""
+    run = _SegmentRun(backend, catalog, dead_letter_dir, dedup, waiting)
     batches = [decode_batch(p) for p in payloads]
     for group in _groups(batches):
+        run.deliver_group(group)
+    if dedup is not None:
+        try:
+            dedup.persist([b for b in batches if b.request_id not in run.delivery.failed])
+        except BackendUnavailable as exc:
+            raise Transient(exc.message) from exc
+        except BackendError as exc:
+            # The keys stay valid in memory; only a restart would forget them.
+            log.error("could not record idempotency keys: %s", exc.message)
+    return run.delivery
+
+
+@dataclass
+class _SegmentRun:
+    backend: Backend
+    catalog: Catalog
+    dead_letter_dir: Path
+    dedup: DedupIndex | None
+    waiting: frozenset[str]
+    delivery: Delivery = field(default_factory=Delivery)
+
+    def deliver_group(self, group: list[AcceptedBatch]) -> None:
         first = group[0]
-        workspace = catalog.workspaces.get(first.workspace_id)
-        datasource = catalog.datasources.get(first.datasource_id)
+        workspace = self.catalog.workspaces.get(first.workspace_id)
+        datasource = self.catalog.datasources.get(first.datasource_id)
         if workspace is None or datasource is None:
             log.warning(
                 "discarding %d rows of %d requests: data source %s no longer exists",
@@ -132,33 +177,57 @@ def deliver_segment(
                 len(group),
                 first.datasource_id,
             )
-            continue
+            return
+        started = time.monotonic()
         try:
             landing = [b for b in group if b.successful_rows]
             if landing:
-                _insert(
-                    backend,
-                    table_ref(workspace, datasource.name),
-                    b"".join(b.rows for b in landing),
-                    first.columns,
-                    landing_token(landing),
-                )
-            for batch in group:
-                if batch.quarantined_rows:
-                    insert_quarantine(backend, catalog, batch)
+                rows = b"".join(b.rows for b in landing)
+                table = table_ref(workspace, datasource.name)
+                _insert(self.backend, table, rows, first.columns, landing_token(landing))
+            self.insert_quarantine(group)
         except BackendError as exc:
-            _dead_letter(dead_letter_dir, group, exc.message)
-            for batch in group:
-                delivery.failed[batch.request_id] = exc.message
-            continue
-        delivery.rows += sum(b.successful_rows for b in group)
-        delivery.quarantined += sum(b.quarantined_rows for b in group)
-    if dedup is not None:
-        try:
-            dedup.persist(batches)
-        except BackendUnavailable as exc:
-            raise Transient(exc.message) from exc
-        except BackendError as exc:
-            # The keys stay valid in memory; only a restart would forget them.
-            log.error("could not record idempotency keys: %s", exc.message)
-    return delivery
+            record_flush(self.backend, workspace, datasource, 0, 0, time.monotonic() - started, exc.message)
+            self.failed(workspace, datasource, group, exc)
+            return
+        rows_ok, quarantined = sum(b.successful_rows for b in group), sum(b.quarantined_rows for b in group)
+        record_flush(self.backend, workspace, datasource, rows_ok, quarantined, time.monotonic() - started, None)
+        self.delivery.rows += rows_ok
+        self.delivery.quarantined += quarantined
+
+    def insert_quarantine(self, group: list[AcceptedBatch]) -> None:
+        for batch in group:
+            if batch.quarantined_rows:
+                insert_quarantine(self.backend, self.catalog, batch)
+
+    def failed(
+        self, workspace: Workspace, datasource: DataSource, group: list[AcceptedBatch], exc: BackendError
+    ) -> None:
+        """A permanent failure: park the rows in the dead-letter area with the
+        error (and the failed views, SPEC §8.4), never drop them silently."""
+        failure = mv_failure(workspace, datasource, exc)
+        failed = self.delivery.failed
+        if failure is None:
+            _dead_letter(self.dead_letter_dir, group, exc.message)
+            failed.update((b.request_id, Failure("dead_letter", exc.message)) for b in group)
+            return
+        if failure.landing_committed:
+            # E21: the landing rows are stored; only the views missed them. The
+            # operator's repair re-runs just those views over the parked rows.
+            with contextlib.suppress(BackendError):
+                self.insert_quarantine(group)
+            _dead_letter(self.dead_letter_dir, group, failure.detail, failure.views)
+            failed.update((b.request_id, Failure("mv_partial", failure.detail)) for b in group)
+            return
+        # E22: nothing stored. Waiting clients are told so and will retry; rows
+        # of requests already answered 202 are parked for an operator replay.
+        parked = [b for b in group if b.request_id not in self.waiting]
+        if parked:
+            _dead_letter(self.dead_letter_dir, parked, failure.detail, failure.views)
+        for batch in group:
+            if batch.request_id in self.waiting:
+                failed[batch.request_id] = Failure("mv_nothing_stored", failure.detail)
+                if self.dedup is not None and batch.dedup_key:
+                    self.dedup.forget(batch.dedup_key)
+            else:
+                failed[batch.request_id] = Failure("dead_letter", failure.detail)

@@ -30,7 +30,7 @@ from birdhouse.catalog.catalog import Catalog
 from birdhouse.config import FlushSettings
 from birdhouse.metrics import Metrics
 from birdhouse.pipeline.dedup import DedupIndex
-from birdhouse.pipeline.deliver import Delivery, Transient, deliver_segment
+from birdhouse.pipeline.deliver import Delivery, Failure, Transient, deliver_segment
 from birdhouse.wal import Ticket, Wal, WalCorrupt, WalError
 
 log = logging.getLogger("birdhouse.flush")
@@ -38,10 +38,10 @@ log = logging.getLogger("birdhouse.flush")
 
 @dataclass(frozen=True)
 class Outcome:
-    """How a waited-for request ended: committed, or moved to dead-letter."""
+    """How a waited-for request ended: committed, or a Failure (deliver.py)."""
 
     committed: bool
-    error: str = ""
+    failure: Failure | None = None
 
 
 class Flusher:
@@ -71,7 +71,9 @@ class Flusher:
         # delivered in order and seqs are never reused, so a ticket in segment
         # S is delivered exactly when this reaches S.
         self.flushed_through = 0
-        self._failed: dict[str, str] = {}
+        self._failed: dict[str, Failure] = {}
+        # Request ids with a wait=true client right now (see deliver_segment).
+        self._waiting: set[str] = set()
         self._kick: asyncio.Event | None = None
         self._progress: asyncio.Condition | None = None
         self._task: asyncio.Task[None] | None = None
@@ -124,19 +126,23 @@ class Flusher:
         delivered. None when the timeout elapsed first (rows stay durable)."""
         assert self._progress is not None
         self._wait_requested = True
+        self._waiting.add(request_id)
         self.kick()
         deadline = time.monotonic() + timeout_s
-        async with self._progress:
-            while self.flushed_through < ticket.seq:
-                remaining = deadline - time.monotonic()
-                if remaining <= 0:
-                    return None
-                try:
-                    await asyncio.wait_for(self._progress.wait(), remaining)
-                except TimeoutError:
-                    return None
-        error = self._failed.pop(request_id, "")
-        return Outcome(committed=not error, error=error)
+        try:
+            async with self._progress:
+                while self.flushed_through < ticket.seq:
+                    remaining = deadline - time.monotonic()
+                    if remaining <= 0:
+                        return None
+                    try:
+                        await asyncio.wait_for(self._progress.wait(), remaining)
+                    except TimeoutError:
+                        return None
+        finally:
+            self._waiting.discard(request_id)
+        failure = self._failed.pop(request_id, None)
+        return Outcome(committed=failure is None, failure=failure)
 
     async def drain(self, timeout_s: float = 30.0) -> bool:
         """Deliver everything accepted before this call. False on timeout."""
@@ -255,14 +261,17 @@ class Flusher:
                 self._set_aside(seq, exc)
                 continue
             started = time.monotonic()
-            delivery = deliver_segment(self.backend, self.catalog, payloads, self.dead_letter_dir, self.dedup)
+            delivery = deliver_segment(
+                self.backend, self.catalog, payloads, self.dead_letter_dir, self.dedup, frozenset(self._waiting)
+            )
             self.metrics.flush_seconds.observe(time.monotonic() - started)
             self.metrics.flushed_rows.inc(delivery.rows, "ok")
             self.metrics.flushed_rows.inc(delivery.quarantined, "quarantined")
             if delivery.failed:
                 self.metrics.backend_errors.inc(len(delivery.failed), "dead_letter")
             self.wal.delete(seq)
-            self._failed.update(delivery.failed)
+            # Only waiting requests read their failure; the rest are logged already.
+            self._failed.update((rid, f) for rid, f in delivery.failed.items() if rid in self._waiting)
             self.flushed_through = seq
             self.flushes += 1
             if self.on_delivery is not None:

@@ -78,10 +78,6 @@ def _dead_letters(app: Local) -> list[dict[str, object]]:
     return [msgspec.msgpack.decode(p.read_bytes()) for p in sorted(directory.glob("*.msgpack"))]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="flush path: chDB send_insert swallows MV errors; E21 not wired (see the pipes report)",
-)
 def test_e21_failed_mv_gives_422_and_keeps_the_landing_rows(app: Local) -> None:
     setup(app)
     body = "\n".join(json.dumps({"id": f"r{i}", "amount": i}) for i in range(3)).encode()  # amount 0 fails
@@ -93,10 +89,6 @@ def test_e21_failed_mv_gives_422_and_keeps_the_landing_rows(app: Local) -> None:
     assert [letter.get("failed_views") for letter in letters] == [["div_mv__n_mv"]]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="flush path: chDB send_insert swallows MV errors; E22 not wired (see the pipes report)",
-)
 def test_e22_null_landing_and_failed_mv_gives_503(app: Local) -> None:
     setup(app, engine="Null")
     body = json.dumps({"id": "r0", "amount": 0}).encode()
