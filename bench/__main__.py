@@ -13,7 +13,7 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
-from bench import events, report, wrk
+from bench import events, profile, report, wrk
 from bench.load import LoadRunner
 from bench.scenarios import ALL_SCENARIOS, Config, Suite
 from bench.servers import Birdhouse, ClickHouse, Trivial, clickhouse_binary
@@ -78,6 +78,8 @@ def _terminate(signum: int, frame: FrameType | None) -> None:
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     config, args = parse(argv)
+    if config.py_spy and not profile.available():
+        raise SystemExit("--py-spy needs py-spy (.venv/bin/pip install py-spy)")
     server_env = {**DEFAULT_SERVER_ENV, **dict(kv.split("=", 1) for kv in args.server_env)}
     previous: dict[signal.Signals, Any] = {}
     if threading.current_thread() is threading.main_thread():

@@ -10,19 +10,28 @@ from __future__ import annotations
 import re
 import shutil
 import subprocess
+import sys
 from collections import Counter
 from pathlib import Path
 from typing import Any
 
 _LINE = re.compile(r":\d+\)$")
+# Leaves where a thread sleeps (py-spy's idle detection misses some of them with --nonblocking): counted as
+# idle, so the shares below are of the time the server was doing something.
+_IDLE = ("Condition.wait ", "Queue.get ", "EpollSelector.select ", "Event.wait ", "WorkerThread.run ")
+
+
+def _exe() -> str | None:
+    beside = Path(sys.executable).parent / "py-spy"  # installed into the venv, which may not be on PATH
+    return str(beside) if beside.exists() else shutil.which("py-spy")
 
 
 def available() -> bool:
-    return shutil.which("py-spy") is not None
+    return _exe() is not None
 
 
 def start(pid: int, out: Path, duration_s: float) -> subprocess.Popen[bytes] | None:
-    exe = shutil.which("py-spy")
+    exe = _exe()
     if exe is None:
         return None
     cmd = [exe, "record", "--pid", str(pid), "--subprocesses", "--nonblocking", "--format", "raw"]
@@ -37,9 +46,9 @@ def _frame(frame: str) -> str:
 def summarize(path: Path, top: int = 20) -> dict[str, Any]:
     self_time: Counter[str] = Counter()
     total_time: Counter[str] = Counter()
-    samples = 0
+    samples = idle = 0
     if not path.exists():
-        return {"samples": 0, "self": [], "total": []}
+        return {"samples": 0, "idle_samples": 0, "self": [], "total": []}
     for line in path.read_text(errors="replace").splitlines():
         stack, _, count_text = line.rpartition(" ")
         if not stack or not count_text.isdigit():
@@ -50,6 +59,9 @@ def summarize(path: Path, top: int = 20) -> dict[str, Any]:
         frames = [f for f in frames if "(" in f]
         if not frames:
             continue
+        if frames[-1].startswith(_IDLE):
+            idle += count
+            continue
         samples += count
         self_time[frames[-1]] += count
         for f in set(frames):
@@ -58,4 +70,4 @@ def summarize(path: Path, top: int = 20) -> dict[str, Any]:
     def share(counter: Counter[str]) -> list[list[Any]]:
         return [[f, round(100 * n / samples, 1)] for f, n in counter.most_common(top)] if samples else []
 
-    return {"samples": samples, "self": share(self_time), "total": share(total_time)}
+    return {"samples": samples, "idle_samples": idle, "self": share(self_time), "total": share(total_time)}
