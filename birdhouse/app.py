@@ -16,6 +16,7 @@ from collections.abc import AsyncIterator
 
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
+from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
 from starlette.routing import BaseRoute
 
@@ -29,6 +30,7 @@ from birdhouse.http.errors import (
     api_error_handler,
     auth_error_handler,
     catalog_error_handler,
+    http_error_handler,
     internal_error_handler,
 )
 from birdhouse.http.middleware import RequestContext
@@ -89,6 +91,7 @@ def create_app(settings: Settings, *, local_mode: bool = True) -> Starlette:
         lifespan=lifespan,
         exception_handlers={
             ApiError: api_error_handler,
+            HTTPException: http_error_handler,
             AuthError: auth_error_handler,
             CatalogError: catalog_error_handler,
             Exception: internal_error_handler,

@@ -38,6 +38,8 @@ class Plan:
     create_pipes: list[tuple[str, str]] = field(default_factory=list)
     replace_pipes: list[tuple[str, str, str]] = field(default_factory=list)
     unchanged_pipes: list[str] = field(default_factory=list)
+    # Every data source file of the project: its TOKEN lines are granted idempotently.
+    datafiles: dict[str, DatasourceFile] = field(default_factory=dict)
 
 
 def parse_datasource(text: str) -> DatasourceFile:
@@ -129,17 +131,15 @@ def plan_deploy(client: Client, directory: Path) -> Plan:
     parsed, pipes = _parse_files(directory)
     errors: list[str] = []
     existing = {d["name"]: d for d in client.json("GET", "/v0/datasources")["datasources"]}
-    plan = Plan()
+    plan = Plan(datafiles=dict(parsed))
     for name, datafile in parsed.items():
         if name not in existing:
             plan.create.append((name, datafile))
             continue
         errors.extend(_differences(name, datafile, existing[name]))
         current = existing[name]
-        if (
-            (datafile.description or "") != current.get("description", "")
-            or datafile.tokens
-            or (list(datafile.tags) != list(current.get("tags") or []))
+        if (datafile.description or "") != current.get("description", "") or (
+            list(datafile.tags) != list(current.get("tags") or [])
         ):
             plan.update.append((name, datafile))
         else:
@@ -157,17 +157,20 @@ def _scope_text(scope: dict[str, str]) -> str:
     return ":".join(part for part in (scope["type"], scope.get("resource"), scope.get("filter")) if part)
 
 
-def _grant(client: Client, token_name: str, scope: str) -> None:
+def _grant(client: Client, token_name: str, scope: str) -> bool:
+    """Make sure the token holds the scope; True when something changed."""
     try:
         current = client.json("GET", f"/v0/tokens/{token_name}")
     except ClientError as exc:
         if exc.status != 404:
             raise
         client.json("POST", "/v0/tokens", params={"name": token_name, "scope": scope})
-        return
+        return True
     scopes = [_scope_text(s) for s in current["scopes"] if s["type"] not in INTERNAL_SCOPES]
-    if scope not in scopes:
-        client.json("PUT", f"/v0/tokens/{token_name}", data={"scope": [*scopes, scope]})
+    if scope in scopes:
+        return False
+    client.json("PUT", f"/v0/tokens/{token_name}", data={"scope": [*scopes, scope]})
+    return True
 
 
 def apply_plan(client: Client, plan: Plan) -> list[str]:
@@ -199,10 +202,10 @@ def apply_plan(client: Client, plan: Plan) -> list[str]:
                 data={"description": datafile.description or "", "tags": ", ".join(datafile.tags)},
             )
             done.append(f"updated {name}")
-        for name, datafile in [*plan.create, *plan.update]:
+        for name, datafile in plan.datafiles.items():
             for token_name, permission in datafile.tokens:
-                _grant(client, token_name, f"DATASOURCES:{permission}:{name}")
-                done.append(f"token {token_name}: {permission} on {name}")
+                if _grant(client, token_name, f"DATASOURCES:{permission}:{name}"):
+                    done.append(f"token {token_name}: {permission} on {name}")
         for name, text in plan.create_pipes:
             _post_pipe(client, name, text, replace=False)
             created_pipes.append(name)

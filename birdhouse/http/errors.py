@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 
+from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 
@@ -49,6 +50,12 @@ async def auth_error_handler(request: Request, exc: Exception) -> Response:
 async def catalog_error_handler(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, CatalogError)
     return json_error(exc.status, exc.message)
+
+
+async def http_error_handler(request: Request, exc: Exception) -> Response:
+    """Routing errors (unknown path, wrong method) in the API's JSON shape."""
+    assert isinstance(exc, HTTPException)
+    return json_error(exc.status_code, exc.detail, dict(exc.headers or {}))
 
 
 async def internal_error_handler(request: Request, exc: Exception) -> Response:

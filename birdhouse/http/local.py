@@ -78,7 +78,10 @@ def _workspace_json(request: Request, workspace: Workspace) -> dict[str, str]:
 async def list_workspaces(request: Request) -> Response:
     principal = _user(request)
     rt = runtime(request)
-    if principal.is_user:
+    # The user token and a user's own admin token (`admin <email>`, what
+    # GET /tokens calls admin_token) list every workspace of that user; the
+    # tb CLI and the TS SDK look their new workspaces up with the latter.
+    if principal.is_user or principal.token.user_id:
         workspaces = sorted(rt.catalog.workspaces.values(), key=lambda w: w.created_at)
     else:
         workspaces = [principal.workspace] if principal.workspace else []
@@ -114,6 +117,34 @@ async def delete_workspace(request: Request) -> Response:
         raise ApiError(404, f"Workspace '{request.path_params['workspace_id']}' not found")
     await run_in_threadpool(rt.catalog.delete_workspace, workspace)
     return JSONResponse({"id": workspace.id, "name": workspace.name})
+
+
+async def current_workspace(request: Request) -> Response:
+    """``GET /v1/workspace``: the token's workspace (tb CLI 4.x checks its
+    token with it before every command and keeps id, name, user and scope)."""
+    principal = authenticate(request)
+    rt = runtime(request)
+    workspace = principal.workspace
+    if workspace is None:
+        raise ApiError(404, "The user token has no workspace; use a workspace token")
+    role = "admin" if principal.is_admin else "guest"
+    user = rt.catalog.user_token()
+    user_id = principal.token.user_id or (user.user_id if user is not None else "")
+    return JSONResponse(
+        {
+            "id": workspace.id,
+            "name": workspace.name,
+            "user_id": user_id,
+            "user_email": rt.settings.local.user_email,
+            "scope": role,
+            "role": role,
+            "main": None,
+            "is_branch": False,
+            "plan": "dev",
+            "created_at": workspace.created_at,
+            "members": [{"id": user_id, "email": rt.settings.local.user_email, "role": "admin"}],
+        }
+    )
 
 
 LIMIT_KEYS = ("workspace_rps", "workspace_burst", "datasource_rps", "datasource_burst", "workspace_mbps")
@@ -166,6 +197,8 @@ async def set_limits(request: Request) -> Response:
 
 
 routes = [
+    Route("/v1/workspace", current_workspace, methods=["GET"]),
+    Route("/v0/workspace", current_workspace, methods=["GET"]),
     Route("/v1/workspaces/{workspace_id}/limits", get_limits, methods=["GET"]),
     Route("/v1/workspaces/{workspace_id}/limits", set_limits, methods=["PUT", "POST"]),
     Route("/ping", ping, methods=["GET"]),

@@ -7,6 +7,7 @@ decides *how*: engine-side read-only mode and limits that a query cannot lift
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 
@@ -38,6 +39,17 @@ CONTENT_TYPES = {
     "Parquet": "application/octet-stream",
     "Arrow": "application/octet-stream",
 }
+
+
+# The engine echoes the statement it ran: our enforced settings and the
+# workspace's internal database name are ours, not the user's query.
+_ENFORCED_SETTINGS = re.compile(r" SETTINGS readonly = 1(?:, [a-z_]+ = (?:'[^']*'|[^,.)\s]+))*")
+
+
+def user_message(message: str, database: str) -> str:
+    """An engine error as the user wrote the query: no internal names."""
+    message = _ENFORCED_SETTINGS.sub("", message)
+    return message.replace(f"`{database}`.", "").replace(f"{database}.", "")
 
 
 def content_type(fmt: str) -> str:
@@ -123,5 +135,5 @@ def run_sql(
         result = backend.query(guarded.sql, guarded.format, settings=settings)
     except BackendError as exc:
         status = 408 if exc.code in TIMEOUT_CODES else 400
-        raise QueryFailed(exc.message, status, exc.code) from None
+        raise QueryFailed(user_message(exc.message, workspace.database), status, exc.code) from None
     return QueryOutput(result.body, content_type(guarded.format))

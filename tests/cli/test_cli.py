@@ -68,6 +68,7 @@ def test_deploy_datasource_ls_sql_token_flow(server: LocalServer, tmp_path: Path
     code, output = run(server, "deploy", str(tmp_path / "project"))
     assert code == 0, output
     assert "created" not in output
+    assert "unchanged analytics_events" in output and "token tracker" not in output
     tokens = httpx.get(f"{server.url}/v0/tokens", headers={"Authorization": f"Bearer {server.admin}"}).json()
     tracker = next(t for t in tokens["tokens"] if t["name"] == "tracker")
     assert tracker["scopes"] == [{"type": "DATASOURCES:APPEND", "resource": "analytics_events"}]

@@ -39,7 +39,7 @@ from hypothesis import strategies as st
 
 from tests.apps import Local, start_local
 
-EXAMPLES = int(os.environ.get("BIRDHOUSE_FUZZ_EXAMPLES", "0")) or 150
+EXAMPLES = int(os.environ.get("BIRDHOUSE_FUZZ_EXAMPLES", "0")) or 200
 # Small caps so random compressed bodies cross them now and then (E14/E15).
 MAX_WIRE = 64 * 1024
 MAX_INFLATED = 256 * 1024
@@ -373,7 +373,6 @@ def test_events_fuzz(fuzz: Fuzz) -> None:
         _check(fuzz, attempt)
 
     run()
-    print("STATS", (_vm_rss() - rss_before) // 2**20, sorted(__import__("collections").Counter(fuzz.statuses).items()))
     growth = _vm_rss() - rss_before
     assert growth < RSS_GROWTH_LIMIT, f"RSS grew {growth / 2**20:.0f} MiB over {len(fuzz.statuses)} requests"
     # The run reached past the early checks: some requests were stored, some refused.
