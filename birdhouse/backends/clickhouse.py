@@ -1,7 +1,9 @@
 """A ClickHouse server (or cluster) over its HTTP interface, through httpx.
 
 ``clickhouse://user:pass@host:8123/?database=default&cluster=name`` (also
-``timeout_s``, ``connect_timeout_s``, ``secure=1``, ``ledger_database``). Statements travel
+``timeout_s``, ``connect_timeout_s``, ``secure=1``, ``ledger_database``, and for
+cluster mode ``shards=host:http_port,…`` and ``ddl=auto|on_cluster|http``: see
+:mod:`birdhouse.backends.cluster`). Statements travel
 as the POST body, settings as URL parameters (so, unlike chDB, DDL never has
 a SETTINGS clause that could be read as table settings), values as
 ``param_<name>`` URL parameters or as the bytes of an input format.
@@ -27,6 +29,7 @@ from urllib.parse import parse_qs, unquote, urlsplit
 import httpx
 
 from birdhouse.backends.base import BackendError, BackendUnavailable, Capabilities, QueryResult
+from birdhouse.backends.cluster import DDL_MODES, Cluster, Host, discover_hosts, parse_endpoints
 
 # An exception text as the server writes it, old (18.x: "Code: 60, e.displayText() = DB::Exception: …,
 # e.what() = DB::Exception") and new ("Code: 60. DB::Exception: … (UNKNOWN_TABLE) (version 23.8.1.1)").
@@ -91,6 +94,15 @@ class ClickhouseBackend:
         path_db = parts.path.strip("/")
         self.database: str = query.get("database") or path_db or "default"
         self.cluster: str | None = query.get("cluster") or None
+        # Cluster mode (None without cluster=): discovered once the server answers.
+        self.topology: Cluster | None = None
+        shard_endpoints = parse_endpoints(query.get("shards", ""))
+        ddl_mode = query.get("ddl", "auto")
+        if ddl_mode not in DDL_MODES:
+            raise ValueError(f"invalid ddl={ddl_mode!r}; expected one of {', '.join(DDL_MODES)}")
+        # Added to every insert and command in cluster mode (see _open_cluster).
+        self._cluster_settings: dict[str, str | int] = {}
+        self._query_settings: dict[str, str | int] = {}
         ledger_db = query.get("ledger_database", "birdhouse")
         if not _IDENT_RE.fullmatch(ledger_db):
             raise ValueError(f"invalid ledger_database {ledger_db!r}")
@@ -112,9 +124,58 @@ class ClickhouseBackend:
         self._ledger_ready = False
         try:
             self.capabilities = self._detect()
+            if self.cluster is not None:
+                self._open_cluster(self.cluster, shard_endpoints, ddl_mode, parts.port or 8123)
         except BaseException:
             self._client.close()
             raise
+
+    def _open_cluster(self, cluster: str, endpoints: list[str], ddl_mode: str, port: int) -> None:
+        known = self._server_settings
+        # Synchronous Distributed inserts: a 200 means the rows are committed on
+        # their shards, not queued on this server's disk (renamed in 23.x).
+        sync = next((s for s in ("distributed_foreground_insert", "insert_distributed_sync") if s in known), None)
+        if sync is None:
+            raise ValueError(
+                f"ClickHouse {self.capabilities.version} has neither insert_distributed_sync nor "
+                "distributed_foreground_insert: Distributed inserts cannot be made synchronous"
+            )
+        self._cluster_settings[sync] = 1
+        if "insert_allow_materialized_columns" in known:
+            # Old servers forward MATERIALIZED columns the Distributed table
+            # computed, which the shard refuses unless allowed (same expression,
+            # same value; newer servers leave them to the shard).
+            self._cluster_settings["insert_allow_materialized_columns"] = 1
+        if "distributed_product_mode" in known:
+            # A subquery over another data source (`IN (SELECT … FROM other)`)
+            # is a subquery over another Distributed table: run it once here
+            # and ship its result (GLOBAL IN), the answer a single server gives,
+            # instead of refusing it (the default, `deny`).
+            self._query_settings["distributed_product_mode"] = "global"
+        if ddl_mode == "auto":
+            # ON CLUSTER needs a ZooKeeper/Keeper; system.zookeeper exists only with one.
+            try:
+                self._post(params={"query": "SELECT count() FROM system.zookeeper WHERE path = '/'"})
+                distributed_ddl = True
+            except BackendUnavailable:
+                raise
+            except BackendError:
+                distributed_ddl = False
+        else:
+            distributed_ddl = ddl_mode == "on_cluster"
+        hosts = discover_hosts(self, cluster, endpoints, port)
+        self.topology = Cluster(cluster, self, hosts, distributed_ddl=distributed_ddl, open_host=self._open_host)
+
+    def _open_host(self, host: Host) -> ClickhouseBackend:
+        """A connection to one host of the cluster: this DSN's credentials, TLS
+        and timeouts, that host's HTTP endpoint, no cluster of its own."""
+        parts = urlsplit(self.dsn)
+        userinfo = parts.netloc.rpartition("@")[0]
+        query = {k: v[0] for k, v in parse_qs(parts.query).items()}
+        keep = {k: query[k] for k in ("secure", "timeout_s", "connect_timeout_s") if k in query}
+        suffix = "".join(f"&{k}={v}" for k, v in keep.items())
+        at = userinfo + "@" if userinfo else ""
+        return ClickhouseBackend(f"clickhouse://{at}{host.http}/?database=default{suffix}")
 
     def _post(
         self,
@@ -213,6 +274,8 @@ class ClickhouseBackend:
         params: Mapping[str, str] | None = None,
         settings: Mapping[str, str | int] | None = None,
     ) -> QueryResult:
+        if self._query_settings:
+            settings = {**self._query_settings, **(settings or {})}
         url = {"default_format": fmt, **self._url_settings(settings)}
         if params:
             if not self.capabilities.query_params:
@@ -234,7 +297,9 @@ class ClickhouseBackend:
         )
 
     def command(self, sql: str, settings: Mapping[str, str | int] | None = None) -> None:
-        self._post(params=self._url_settings(settings, ddl=True), content=sql.encode())
+        # Cluster settings too: an INSERT … SELECT into a Distributed table is synchronous.
+        merged = {**self._cluster_settings, **(settings or {})}
+        self._post(params=self._url_settings(merged, ddl=True), content=sql.encode())
 
     def insert(
         self,
@@ -265,6 +330,7 @@ class ClickhouseBackend:
         self, table: str, data: bytes, fmt: str, columns: tuple[str, ...] | None, settings: Mapping[str, str | int]
     ) -> int:
         column_list = " (" + ", ".join(f"`{c}`" for c in columns) + ")" if columns else ""
+        settings = {**self._cluster_settings, **settings}
         url = {"query": f"INSERT INTO {table}{column_list} FORMAT {fmt}", **self._url_settings(settings)}
         _, response, _ = self._post(params=url, content=data)
         summary = _summary(response)
@@ -275,6 +341,8 @@ class ClickhouseBackend:
         return sum(1 for line in data.splitlines() if line.strip()) if line_per_row else 0
 
     def close(self) -> None:
+        if self.topology is not None:
+            self.topology.close()
         self._client.close()
 
     def _ledger_has(self, key: dict[str, str]) -> bool:

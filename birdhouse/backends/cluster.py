@@ -58,6 +58,7 @@ server, which is therefore where every birdhouse node must point.
 
 from __future__ import annotations
 
+import contextlib
 import re
 import threading
 from collections.abc import Callable, Mapping, Sequence
@@ -262,10 +263,9 @@ class Cluster:
             raise
 
     def _undo(self, database: str, table: str) -> None:
-        try:
+        # Best effort: the original error is what the caller needs.
+        with contextlib.suppress(BackendError):
             self.drop_table(database, table)
-        except BackendError:
-            pass  # best effort: the original error is what the caller needs
 
     def drop_table(self, database: str, table: str) -> None:
         """Drop the Distributed table, then the local tables (idempotent: a

@@ -4,6 +4,11 @@ A data source is two tables in its workspace's database, ``<name>`` and
 ``<name>_quarantine`` (SPEC §6), plus the catalog record. Creation is
 all-or-nothing: if any statement fails, whatever was already created is
 dropped again before the error reaches the caller.
+
+When the backend runs in cluster mode (``cluster=`` in a ClickHouse DSN), each
+of the two is a Distributed table of that name over local tables on every
+shard (:mod:`birdhouse.backends.cluster`); create, drop, truncate and
+statistics go through the cluster, everything else is unchanged.
 """
 
 from __future__ import annotations
@@ -13,7 +18,8 @@ from collections.abc import Iterator, Sequence
 
 import msgspec
 
-from birdhouse.backends import BackendError, Capabilities
+from birdhouse.backends import Backend, BackendError, Capabilities
+from birdhouse.backends.cluster import Cluster
 from birdhouse.catalog.catalog import Catalog, CatalogError
 from birdhouse.catalog.models import DataSource, Workspace, new_datasource_id, utc_now
 from birdhouse.schema.columns import Column, is_json_typed
@@ -76,9 +82,48 @@ def _check_ingestible(columns: Sequence[Column]) -> None:
             raise CatalogError(f"Invalid column '{column.name}': {exc}") from None
 
 
+def _columns_sql(columns: Sequence[Column]) -> str:
+    return ",\n    ".join(column.sql() for column in columns)
+
+
 def _create_table_sql(ref: str, columns: Sequence[Column], engine: EngineSpec) -> str:
-    body = ",\n    ".join(column.sql() for column in columns)
-    return f"CREATE TABLE {ref} (\n    {body}\n) {engine_sql(engine, list(columns))}"
+    return f"CREATE TABLE {ref} (\n    {_columns_sql(columns)}\n) {engine_sql(engine, list(columns))}"
+
+
+def cluster_of(backend: Backend) -> Cluster | None:
+    """The backend's cluster when it runs in cluster mode, else None."""
+    topology = getattr(backend, "topology", None)
+    return topology if isinstance(topology, Cluster) else None
+
+
+def _create_table(
+    catalog: Catalog, workspace: Workspace, table: str, statement: str, columns: Sequence[Column], engine: EngineSpec
+) -> None:
+    # LowCardinality over numbers/dates and wide FixedString are valid
+    # Tinybird types the engine calls "suspicious" by default.
+    cluster = cluster_of(catalog.backend)
+    if cluster is None:
+        catalog.backend.command(statement, settings=REQUIRED_CREATE_SETTINGS)
+        return
+    # The Distributed table declares the same columns (defaults included, so it
+    # computes them for omitted fields as the local table would) without
+    # codecs, which only mean something where the data is stored.
+    distributed_columns = [msgspec.structs.replace(column, codec=None) for column in columns]
+    cluster.create_table(
+        workspace.database,
+        table,
+        lambda ref: _create_table_sql(ref, columns, engine),
+        _columns_sql(distributed_columns),
+        REQUIRED_CREATE_SETTINGS,
+    )
+
+
+def _drop_table(catalog: Catalog, workspace: Workspace, table: str) -> None:
+    cluster = cluster_of(catalog.backend)
+    if cluster is None:
+        catalog.backend.command(f"DROP TABLE IF EXISTS {table_ref(workspace, table)}")
+    else:
+        cluster.drop_table(workspace.database, table)
 
 
 def create_datasource(
@@ -107,33 +152,31 @@ def create_datasource(
         existing = catalog.workspace_datasources(workspace.id)
         if max_per_workspace and len(existing) >= max_per_workspace:
             raise CatalogError(f"Data Source limit reached ({max_per_workspace})")
+        quarantine_name = f"{name}_quarantine"
         main_ref = table_ref(workspace, name)
-        quarantine_ref = table_ref(workspace, f"{name}_quarantine")
+        quarantine_ref = table_ref(workspace, quarantine_name)
         try:
             # Render both statements before running either: a bad expression
             # is refused here and nothing reaches the engine.
             capabilities = catalog.backend.capabilities
             q_columns = quarantine_columns(list(columns))
             q_engine = quarantine_engine(list(columns))
+            main_engine = _with_dedup_window(engine, capabilities)
+            q_engine = _with_dedup_window(q_engine, capabilities)
             statements = [
-                (main_ref, _create_table_sql(main_ref, columns, _with_dedup_window(engine, capabilities))),
-                (
-                    quarantine_ref,
-                    _create_table_sql(quarantine_ref, q_columns, _with_dedup_window(q_engine, capabilities)),
-                ),
+                (name, _create_table_sql(main_ref, columns, main_engine), list(columns), main_engine),
+                (quarantine_name, _create_table_sql(quarantine_ref, q_columns, q_engine), q_columns, q_engine),
             ]
         except ValueError as exc:
             raise CatalogError(str(exc)) from None
         created: list[str] = []
         try:
-            for ref, statement in statements:
-                # LowCardinality over numbers/dates and wide FixedString are
-                # valid Tinybird types the engine calls "suspicious" by default.
-                catalog.backend.command(statement, settings=REQUIRED_CREATE_SETTINGS)
-                created.append(ref)
+            for table, statement, table_columns, table_engine in statements:
+                _create_table(catalog, workspace, table, statement, table_columns, table_engine)
+                created.append(table)
         except BackendError as exc:
-            for ref in created:
-                catalog.backend.command(f"DROP TABLE IF EXISTS {ref}")
+            for table in created:
+                _drop_table(catalog, workspace, table)
             raise CatalogError(f"Could not create Data Source '{name}': {exc.message}") from None
         datasource = DataSource(
             id=new_datasource_id(),
@@ -177,13 +220,17 @@ def drop_datasource(catalog: Catalog, workspace: Workspace, datasource: DataSour
             )
         for pipe in dependents:
             drop_pipe(catalog, workspace, pipe)
-        catalog.backend.command(f"DROP TABLE IF EXISTS {table_ref(workspace, datasource.quarantine_name)}")
-        catalog.backend.command(f"DROP TABLE IF EXISTS {table_ref(workspace, datasource.name)}")
+        _drop_table(catalog, workspace, datasource.quarantine_name)
+        _drop_table(catalog, workspace, datasource.name)
         catalog.forget_datasource(datasource)
 
 
 def truncate_table(catalog: Catalog, workspace: Workspace, table: str) -> None:
-    catalog.backend.command(f"TRUNCATE TABLE IF EXISTS {table_ref(workspace, table)}")
+    cluster = cluster_of(catalog.backend)
+    if cluster is None:
+        catalog.backend.command(f"TRUNCATE TABLE IF EXISTS {table_ref(workspace, table)}")
+    else:
+        cluster.truncate_table(workspace.database, table)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -193,6 +240,11 @@ class TableStats:
 
 
 def table_stats(catalog: Catalog, workspace: Workspace, table: str) -> TableStats:
+    cluster = cluster_of(catalog.backend)
+    if cluster is not None:
+        # Summed over the local tables of every shard (the Distributed table has no parts).
+        validate_identifier(table)
+        return TableStats(*cluster.table_stats(workspace.database, table))
     select = "SELECT toUInt64(sum(rows)) AS r, toUInt64(sum(bytes_on_disk)) AS b FROM system.parts WHERE active AND "
     if catalog.backend.capabilities.query_params:
         where = "database = {db:String} AND table = {t:String}"

@@ -21,7 +21,6 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from birdhouse.backends import BackendError
 from birdhouse.catalog.autocreate import AutocreateError
 from birdhouse.catalog.models import DataSource, Workspace
 from birdhouse.http.auth import runtime
@@ -35,12 +34,12 @@ from birdhouse.http.events_input import (
     resolve,
 )
 from birdhouse.http.limits import Refused
+from birdhouse.pipeline.accept import Unavailable, accept
 from birdhouse.pipeline.dedup import Entry, body_key, idempotency_key
-from birdhouse.pipeline.deliver import Failure, Transient, insert_quarantine
-from birdhouse.pipeline.records import AcceptedBatch
+from birdhouse.pipeline.deliver import Failure
 from birdhouse.runtime import Runtime
 from birdhouse.schema.convert import Converted
-from birdhouse.wal import Ticket, WalError
+from birdhouse.wal import Ticket
 
 log = logging.getLogger("birdhouse.events")
 
@@ -227,41 +226,23 @@ async def _accept(request: Request, job: Job, headers: dict[str, str]) -> Accept
     shown = converted.details if job.details else None
     if not converted.successful_rows and not converted.quarantined_rows:
         return _success(200 if job.wait else 202, 0, 0, shown, headers)
-    unavailable = {"Retry-After": str(rt.settings.events.retry_after_503_s)}
-    if not rt.accepting or rt.flusher.backend_down_for() > rt.settings.flush.backend_down_deadline_s:
-        raise EventsError(503, UNAVAILABLE, unavailable)
     request_id = uuid.uuid4().hex
     if rt.settings.wal.unsafe_ack_before_write:
         _unsafe_accept_later(rt, job, converted, request_id)
         return _success(202, converted.successful_rows, converted.quarantined_rows, shown, headers)
     try:
-        ticket, batch = await run_in_threadpool(
-            rt.ingestor.accept, job.workspace, job.datasource, converted, request_id, job.dedup_key
+        ticket, _ = await accept(
+            rt,
+            job.workspace,
+            job.datasource,
+            converted,
+            wire_size=job.wire_size,
+            dedup_key=job.dedup_key,
+            request_id=request_id,
         )
-    except WalError as exc:
-        log.warning("WAL refused a batch for %s: %s", job.datasource.name, exc)
-        rt.flusher.kick()  # it probes the disk and resets the WAL once writes work again
-        raise EventsError(503, UNAVAILABLE, unavailable) from None
-    # Accepted: from here on only 2xx (or E21/E22), never a "retry" status.
-    labels = (job.workspace.name, job.datasource.name)
-    rt.metrics.rows.inc(converted.successful_rows, *labels, "ok")
-    rt.metrics.rows.inc(converted.quarantined_rows, *labels, "quarantined")
-    rt.metrics.bytes_in.inc(job.wire_size, *labels)
-    if job.dedup_key:
-        rt.dedup.remember(batch, ticket.seq)
-    rt.flusher.note(converted.successful_rows + converted.quarantined_rows, len(batch.rows) + len(batch.quarantine))
-    if converted.quarantined_rows:
-        # The tb CLI reads <ds>_quarantine right after the response (SPEC §8.2).
-        await _insert_quarantine_now(rt, batch)
+    except Unavailable:
+        raise EventsError(503, UNAVAILABLE, {"Retry-After": str(rt.settings.events.retry_after_503_s)}) from None
     return Accepted(ticket, request_id, converted.successful_rows, converted.quarantined_rows, shown)
-
-
-async def _insert_quarantine_now(rt: Runtime, batch: AcceptedBatch) -> None:
-    try:
-        await run_in_threadpool(insert_quarantine, rt.backend, rt.catalog, batch)
-    except (BackendError, Transient) as exc:
-        # Still accepted: the flush inserts them (same dedup token).
-        log.warning("early quarantine insert failed, the flush will retry: %s", exc)
 
 
 _background: set[asyncio.Task[None]] = set()
