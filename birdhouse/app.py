@@ -24,7 +24,7 @@ from birdhouse.backends import BackendError
 from birdhouse.catalog.access import AuthError
 from birdhouse.catalog.catalog import Catalog, CatalogError
 from birdhouse.config import Settings, load_settings
-from birdhouse.http import analyze, console, datasources, events, local, metrics, pipes, sql, tokens
+from birdhouse.http import analyze, console, datasources, events, imports, local, metrics, pipes, sql, tokens
 from birdhouse.http.errors import (
     ApiError,
     api_error_handler,
@@ -55,6 +55,7 @@ def routes() -> list[BaseRoute]:
         *metrics.routes,
         *console.routes,
         *pipes.routes,
+        *imports.routes,
     ]
 
 

@@ -11,13 +11,17 @@ from starlette.routing import Route
 
 from birdhouse.catalog import datasources as ops
 from birdhouse.catalog.access import Principal
+from birdhouse.catalog.autocreate import INVALID_DATA
 from birdhouse.catalog.models import DataSource, Workspace
 from birdhouse.http.auth import runtime, workspace_principal
 from birdhouse.http.errors import ApiError
-from birdhouse.http.params import Params, read_params
+from birdhouse.http.imports import block, import_body
+from birdhouse.http.params import Params, read_params, read_params_and_data
+from birdhouse.runtime import Runtime
 from birdhouse.schema.columns import Column, SchemaError, is_json_typed, parse_schema
 from birdhouse.schema.datafile import render_datasource_file
 from birdhouse.schema.engine import EngineSpec, default_engine, engine_full
+from birdhouse.schema.infer import infer_schema, sample_body
 
 # POST /v0/datasources parameter → EngineSpec field.
 ENGINE_PARAMS = {
@@ -140,16 +144,31 @@ async def create_datasource(request: Request) -> Response:
     assert principal.workspace is not None
     if not principal.can_create():
         raise ApiError(403, "Creating a Data Source needs a token with DATASOURCES:CREATE or ADMIN scope")
-    params = await read_params(request)
+    rt = runtime(request)
+    params, data, kind = await read_params_and_data(request, rt.settings.events.max_request_bytes)
     mode = (params.get("mode") or "create").strip().lower()
-    if mode != "create":
-        raise ApiError(400, f"mode={mode} is not supported by this endpoint yet; send events to /v0/events")
     name = (params.get("name") or "").strip()
     if not name:
         raise ApiError(400, "Missing 'name' parameter")
+    fmt = (params.get("format") or kind or "csv").strip().lower()
+    if mode not in ("create", "append"):
+        raise ApiError(400, f"mode={mode} is not supported: use create or append (replace: truncate, then append)")
+    if data is not None and fmt not in ("csv", "ndjson"):
+        raise ApiError(400, f"format={fmt} is not supported for data: use csv or ndjson")
+    if params.get("url"):
+        raise ApiError(400, "Importing from a URL is disabled on this server (imports.url_enabled)")
+    existing = rt.catalog.find_datasource(principal.workspace.id, name)
+    if mode == "append" or (existing is not None and data is not None and not params.get("schema")):
+        if existing is None:
+            raise ApiError(404, f"Data Source '{name}' not found")
+        if data is None:
+            raise ApiError(400, "mode=append needs data: a csv or ndjson field, or a raw body")
+        return await _append_data(request, principal.workspace, existing, data, fmt)
     schema = params.get("schema")
+    if (not schema or not schema.strip()) and data is not None and fmt == "ndjson":
+        schema = await run_in_threadpool(_infer_schema, rt, data)
     if not schema or not schema.strip():
-        raise ApiError(400, "Creating a Data Source needs a 'schema' (inference from data is not supported here)")
+        raise ApiError(400, "Creating a Data Source needs a 'schema' (inference works for ndjson data only)")
     try:
         # Any engine type for a data source without json paths (a materialized
         # view's target); a JSON-typed one is fed by /v0/events: SPEC §4.2 types only.
@@ -172,7 +191,48 @@ async def create_datasource(request: Request) -> Response:
             max_per_workspace=rt.settings.limits.max_datasources_per_workspace,
         )
     )
+    if data is not None:
+        return await _append_data(request, principal.workspace, datasource, data, fmt)
     return JSONResponse({"datasource": datasource_json(datasource)})
+
+
+def _infer_schema(rt: Runtime, data: bytes) -> str:
+    settings = rt.settings.inference
+    inferred = sample_body(
+        data,
+        settings.sample_initial_bytes,
+        settings.sample_max_bytes,
+        lambda sample: infer_schema(sample, max_columns=settings.max_columns),
+    )
+    if inferred is None:
+        raise ApiError(400, INVALID_DATA)
+    return inferred.schema
+
+
+async def _append_data(
+    request: Request, workspace: Workspace, datasource: DataSource, data: bytes, fmt: str
+) -> Response:
+    """The synchronous append of SPEC §10.1: answered once the rows are in the table."""
+    principal = workspace_principal(request)
+    if not principal.can_append(datasource.id):
+        raise ApiError(403, "Appending needs a token with DATASOURCES:APPEND on this Data Source")
+    rt = runtime(request)
+    job = await import_body(rt, workspace, datasource, data, fmt, len(data))
+    await rt.flusher.wait_delivered(job.ticket, job.id, rt.settings.events.wait_timeout_ms / 1000)
+    described = await _described(request, workspace, datasource)
+    return JSONResponse(
+        {
+            "import_id": job.id,
+            "datasource": described,
+            "successful_rows": job.rows,
+            "quarantined_rows": job.quarantined,
+            "quarantine_rows": job.quarantined,
+            "invalid_lines": job.invalid,
+            "error": False,
+            "blocks": [block(job)],
+            "block_log": [{"block_id": job.id, "status": "done"}],
+        }
+    )
 
 
 async def update_datasource(request: Request) -> Response:

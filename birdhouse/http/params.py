@@ -63,3 +63,41 @@ async def read_params(request: Request, max_body_bytes: int = 1 << 20) -> Params
                 raise ApiError(400, "The JSON body must be an object")
             body = {key: _listify(value) for key, value in decoded.items()}
     return Params(query, body)
+
+
+DATA_FIELDS = ("csv", "ndjson", "parquet")
+DATA_TYPES = {
+    "text/csv": "csv",
+    "application/x-ndjson": "ndjson",
+    "application/ndjson": "ndjson",
+    "application/vnd.apache.parquet": "parquet",
+}
+
+
+async def read_params_and_data(request: Request, max_bytes: int) -> tuple[Params, bytes | None, str | None]:
+    """Parameters plus an uploaded body (SPEC §10.1): a multipart field
+    ``csv``/``ndjson``/``parquet``, or a raw body whose Content-Type names a
+    data format. Returns (params, data, format the upload suggests)."""
+    content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if content_type in DATA_TYPES:
+        raw = await request.body()
+        if len(raw) > max_bytes:
+            raise ApiError(413, f"Request body exceeds {max_bytes} bytes")
+        return await read_params(request), raw, DATA_TYPES[content_type]
+    if content_type != "multipart/form-data":
+        return await read_params(request), None, None
+    query: dict[str, list[str]] = {}
+    for key, value in request.query_params.multi_items():
+        query.setdefault(key, []).append(value)
+    body: dict[str, list[str]] = {}
+    data: bytes | None = None
+    kind: str | None = None
+    async with request.form(max_part_size=max_bytes) as form:
+        for key, item in form.multi_items():
+            if isinstance(item, str):
+                body.setdefault(key, []).append(item)
+            elif key in DATA_FIELDS and data is None:
+                data, kind = await item.read(), key
+                if len(data) > max_bytes:
+                    raise ApiError(413, f"Request body exceeds {max_bytes} bytes")
+    return Params(query, body), data, kind

@@ -284,8 +284,6 @@ def test_operation_conforms(api: Api, path: str, method: str) -> None:
         _steer(api, case, data)
         response = case.call(headers={"Authorization": f"Bearer {_token_for(api, case)}"})
         seen.append(response.status_code)
-        if case.operation.path == "/v0/datasources" and case.method == "POST":
-            print("DBG", case.media_type, case.body, response.text[:150])
         case.validate_response(response, checks=checks)
 
     @HYPOTHESIS
@@ -305,4 +303,3 @@ def test_operation_conforms(api: Api, path: str, method: str) -> None:
         # Nothing to violate: no parameters or body, or only unconstrained strings.
         assert not _violable(operation.definition.raw), "negative generation failed on a constrained operation"
     assert seen, "no request was sent"
-    print("STATS", method, path, sorted(__import__("collections").Counter(seen).items()))
