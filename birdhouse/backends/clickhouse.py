@@ -141,17 +141,6 @@ class ClickhouseBackend:
                 "distributed_foreground_insert: Distributed inserts cannot be made synchronous"
             )
         self._cluster_settings[sync] = 1
-        if "insert_allow_materialized_columns" in known:
-            # Old servers forward MATERIALIZED columns the Distributed table
-            # computed, which the shard refuses unless allowed (same expression,
-            # same value; newer servers leave them to the shard).
-            self._cluster_settings["insert_allow_materialized_columns"] = 1
-        if "prefer_localhost_replica" in known:
-            # A shard on this very server is then written over the native
-            # protocol like the others, not through the local shortcut, which
-            # on old servers ignores insert_allow_materialized_columns (and
-            # fails that shard only: a partial insert).
-            self._cluster_settings["prefer_localhost_replica"] = 0
         if "distributed_product_mode" in known:
             # A subquery over another data source (`IN (SELECT … FROM other)`)
             # is a subquery over another Distributed table: run it once here
@@ -338,7 +327,6 @@ class ClickhouseBackend:
         column_list = " (" + ", ".join(f"`{c}`" for c in columns) + ")" if columns else ""
         settings = {**self._cluster_settings, **settings}
         url = {"query": f"INSERT INTO {table}{column_list} FORMAT {fmt}", **self._url_settings(settings)}
-        import sys; print("DEBUG", url, data[:80], file=sys.stderr)
         _, response, _ = self._post(params=url, content=data)
         summary = _summary(response)
         if "written_rows" in summary:

@@ -252,11 +252,7 @@ class Cluster:
             f"`{self.name}`, {quote(self.local_database(database))}, {quote(table)}, rowNumberInBlock())"
         )
         try:
-            if self.distributed_ddl:
-                self.entry.command(local_sql(local_ref + self._on_cluster()), settings=settings)
-            else:
-                for host in self.hosts:
-                    self._connection(host).command(local_sql(local_ref), settings=settings)
+            self._local_ddl(local_sql(local_ref), local_sql(local_ref + self._on_cluster()), settings)
             self.entry.command(distributed, settings=settings)
         except BackendError:
             self._undo(database, table)

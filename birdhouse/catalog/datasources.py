@@ -107,8 +107,18 @@ def _create_table(
         return
     # The Distributed table declares the same columns (defaults included, so it
     # computes them for omitted fields as the local table would) without
-    # codecs, which only mean something where the data is stored.
-    distributed_columns = [msgspec.structs.replace(column, codec=None) for column in columns]
+    # codecs, which only mean something where the data is stored. MATERIALIZED
+    # columns become ALIAS there: a Distributed table forwards the MATERIALIZED
+    # values it computed, which a shard on the same server refuses (18.16);
+    # as ALIAS they are left to each shard to compute and store, and reading
+    # one recomputes the same expression from the stored columns (equal for
+    # deterministic expressions; ``now()`` reads as query time).
+    distributed_columns = [
+        msgspec.structs.replace(
+            column, codec=None, default_kind="ALIAS" if column.default_kind == "MATERIALIZED" else column.default_kind
+        )
+        for column in columns
+    ]
     cluster.create_table(
         workspace.database,
         table,

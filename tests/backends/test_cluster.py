@@ -169,7 +169,7 @@ def test_cluster_mode_is_detected(two_shards: TwoShards) -> None:
         # No ZooKeeper in the test config: per-shard DDL over HTTP.
         assert topology.distributed_ddl is False
         # A cluster the server does not know, or endpoints that do not match it, fail at open.
-        with pytest.raises(ValueError, match="not in the ClickHouse server's system.clusters"):
+        with pytest.raises(ValueError, match=r"not in the ClickHouse server's system\.clusters"):
             open_backend(two_shards.dsn.replace(f"cluster={CLUSTER}", "cluster=nope"))
         with pytest.raises(ValueError, match="lists 1 HTTP endpoint"):
             open_backend(f"clickhouse://default@{two_shards.shards[0].endpoint}/?cluster={CLUSTER}&shards=h:1")
@@ -270,20 +270,22 @@ def test_failed_create_leaves_no_table_on_any_shard(
 
 
 def test_a_killed_node_loses_no_acknowledged_row(two_shards: TwoShards, tmp_path: Path) -> None:
-    """Node A is a real `birdhouse local` process, SIGKILLed mid-load and
-    restarted on its data dir; node B keeps taking events meanwhile. Every row
-    acknowledged (200 or 202) by either node ends up in the cluster."""
+    """Node A is a real `birdhouse local` process, SIGKILLed mid-load (some of
+    its rows flushed, some only in its WAL) and restarted on its data dir; node
+    B takes events meanwhile. Every row acknowledged (200 or 202) by either
+    node ends up in the cluster."""
     two_shards.catalog_db = f"bh_{uuid.uuid4().hex[:12]}"
-    flush_max_rows = 200
     env = {
         "BIRDHOUSE_STORAGE__CATALOG_DATABASE": two_shards.catalog_db,
         "BIRDHOUSE_STORAGE__CATALOG_REFRESH_S": "0.2",
-        "BIRDHOUSE_FLUSH__INTERVAL_MS": "200",
-        "BIRDHOUSE_FLUSH__MAX_ROWS": str(flush_max_rows),
+        # Segments are sealed and delivered every second: at the kill, the rows
+        # A acknowledged since its last flush exist only in its WAL.
+        "BIRDHOUSE_FLUSH__INTERVAL_MS": "1000",
     }
     data_a = tmp_path / "a"
     server_a = LocalServer(data_a, "--storage", two_shards.dsn, env=env)
     b = node(two_shards, tmp_path / "b")
+    backend = open_backend(two_shards.dsn)
     try:
         admin = {"Authorization": f"Bearer {server_a.admin}"}
         created = b.post("/v0/datasources", headers=admin, data={"name": "load", "schema": "id String `json:$.id`"})
@@ -291,6 +293,11 @@ def test_a_killed_node_loses_no_acknowledged_row(two_shards: TwoShards, tmp_path
         assert eventually(
             lambda: httpx.get(f"{server_a.url}/v0/datasources/load", headers=admin).status_code == 200
         ), "A sees the data source B created"
+        database = workspace_database(b)
+
+        def stored_ids() -> dict[str, int]:
+            rows = backend.query(f"SELECT id, count() FROM `{database}`.load GROUP BY id", "TSV").body.decode()
+            return {key: int(n) for key, n in (line.split("\t") for line in rows.splitlines())}
 
         batch = 10
         acked: set[str] = set()
@@ -299,66 +306,65 @@ def test_a_killed_node_loses_no_acknowledged_row(two_shards: TwoShards, tmp_path
 
         def load_a() -> None:
             with httpx.Client(base_url=server_a.url, headers=admin, timeout=10) as client:
-                for i in range(100000):
+                for i in range(1_000_000):
                     if stop.is_set():
                         return
                     ids = [f"a{i}-{j}" for j in range(batch)]
                     sent.update(ids)
+                    body = "\n".join(json.dumps({"id": x}) for x in ids).encode()
                     try:
-                        response = client.post("/v0/events?name=load", content="\n".join(
-                            json.dumps({"id": x}) for x in ids
-                        ).encode())
+                        response = client.post("/v0/events?name=load", content=body)
                     except httpx.HTTPError:
                         return  # the node is gone: this request was not acknowledged
                     if response.status_code in (200, 202):
                         acked.update(ids)
+                    time.sleep(0.005)
 
         loader = threading.Thread(target=load_a)
         loader.start()
-        # Let A take load across several flushes, while B takes some too.
         b_acked: set[str] = set()
         for i in range(20):
             ids = [f"b{i}-{j}" for j in range(batch)]
-            response = b.post("/v0/events?name=load", headers=admin, content="\n".join(
-                json.dumps({"id": x}) for x in ids
-            ).encode())
+            body = "\n".join(json.dumps({"id": x}) for x in ids).encode()
+            response = b.post("/v0/events?name=load", headers=admin, content=body)
             assert response.status_code in (200, 202), response.text
             b_acked.update(ids)
             time.sleep(0.05)
-        assert eventually(lambda: len(acked) >= 40 * batch, timeout_s=30), "A took load before the kill"
+        # Kill A half a flush interval after its first flush reached the shards.
+        assert eventually(lambda: any(x.startswith("a") for x in stored_ids()), timeout_s=30), "A flushed rows"
+        time.sleep(0.5)
         server_a.kill()
         stop.set()
         loader.join(30)
         acked_before_kill = set(acked)
-        assert acked_before_kill
+        only_in_wal = acked_before_kill - stored_ids().keys()
+        assert only_in_wal, "the kill left acknowledged rows that only A's WAL holds"
+        assert acked_before_kill - only_in_wal, "and rows A had already delivered"
 
         # A comes back on the same data dir: ready means its WAL was replayed.
         server_a = LocalServer(data_a, "--storage", two_shards.dsn, env=env)
-        after = b.post("/v0/events?name=load&wait=true", headers=admin, content=b'{"id": "after"}')
-        assert after.status_code == 200, after.text
-
-        backend = open_backend(two_shards.dsn)
-        try:
-            database = workspace_database(b)
-            rows = backend.query(f"SELECT id, count() FROM `{database}`.load GROUP BY id", "TSV").body.decode()
-            stored = dict(line.split("\t") for line in rows.splitlines())
-            token_dedup = backend.capabilities.insert_deduplication_token
-        finally:
-            backend.close()
-        missing = (acked_before_kill | b_acked | {"after"}) - stored.keys()
+        assert httpx.get(f"{server_a.url}/v0/health").json() == {"status": "ok"}
+        assert not only_in_wal - stored_ids().keys(), "the replay delivered what only the WAL held"
+        expected = acked_before_kill | b_acked
+        assert eventually(lambda: not expected - stored_ids().keys()), "B's rows arrive too"
+        stored = stored_ids()
+        missing = expected - stored.keys()
         assert not missing, f"{len(missing)} acknowledged row(s) lost, e.g. {sorted(missing)[:5]}"
-        assert stored.keys() <= sent | b_acked | {"after"}, "only rows that were sent"
-        duplicated = sum(int(n) - 1 for n in stored.values())
-        if token_dedup:
+        assert stored.keys() <= sent | b_acked, "only rows that were sent"
+        duplicated = sum(n - 1 for n in stored.values())
+        if backend.capabilities.insert_deduplication_token:
             assert duplicated == 0
         else:
             # The ledger's known window (module docstring of backends/cluster.py):
             # a kill between an insert and its ledger row re-sends that one
-            # insert, at most one flush of rows; usually nothing.
-            assert duplicated <= flush_max_rows + batch
-        health = httpx.get(f"{server_a.url}/v0/health")
-        assert health.json() == {"status": "ok"}
+            # insert, at most the rows A had flushed; usually nothing.
+            assert duplicated <= len(acked_before_kill - only_in_wal)
+        print(
+            f"A acknowledged {len(acked_before_kill)} rows, {len(only_in_wal)} only in its WAL at the kill; "
+            f"B {len(b_acked)}; stored {len(stored)} ids, {duplicated} duplicate(s)"
+        )
     finally:
+        backend.close()
         b.__exit__(None, None, None)
         server_a.stop()
 
@@ -393,19 +399,22 @@ class Recorder:
 def make_cluster(distributed_ddl: bool) -> tuple[Cluster, list[tuple[str, str]]]:
     log: list[tuple[str, str]] = []
     hosts = [Host(1, 1, "h1", 9000, "h1:8123"), Host(2, 1, "h2", 9000, "h2:8123")]
+    entry = Recorder("entry", log)
     cluster = Cluster(
-        "c", Recorder("entry", log), hosts, distributed_ddl=distributed_ddl, open_host=lambda h: Recorder(h.host_name, log)
+        "c", entry, hosts, distributed_ddl=distributed_ddl, open_host=lambda host: Recorder(host.host_name, log)
     )
     return cluster, log
 
 
 def test_on_cluster_ddl_goes_through_the_entry_server_only() -> None:
     cluster, log = make_cluster(distributed_ddl=True)
-    cluster.create_table("w", "t", lambda ref: f"CREATE TABLE {ref} (i UInt8) ENGINE = MergeTree ORDER BY i", "i UInt8", {})
+    local = "(i UInt8) ENGINE = MergeTree ORDER BY i"
+    distributed = "ENGINE = Distributed(`c`, `w_local`, `t`, rowNumberInBlock())"
+    cluster.create_table("w", "t", lambda ref: f"CREATE TABLE {ref} {local}", "i UInt8", {})
     assert log == [
         ("entry", "CREATE DATABASE IF NOT EXISTS `w_local` ON CLUSTER `c`"),
-        ("entry", "CREATE TABLE `w_local`.`t` ON CLUSTER `c` (i UInt8) ENGINE = MergeTree ORDER BY i"),
-        ("entry", "CREATE TABLE `w`.`t` (\n    i UInt8\n) ENGINE = Distributed(`c`, `w_local`, `t`, rowNumberInBlock())"),
+        ("entry", f"CREATE TABLE `w_local`.`t` ON CLUSTER `c` {local}"),
+        ("entry", f"CREATE TABLE `w`.`t` (\n    i UInt8\n) {distributed}"),
     ]
     log.clear()
     cluster.truncate_table("w", "t")

@@ -17,16 +17,6 @@ import pytest
 from tests.clients.support import auth, broke, rows, wait_for_flushed_rows
 from tests.server import LocalServer
 
-V1_APPEND_MISSING = (
-    "birdhouse lacks POST /v1/datasources/<ds>/append (404 'Not Found'), which tb CLI 5.x uses for `datasource "
-    "append` (SPEC §10.3)"
-)
-JOBS_MISSING = "birdhouse lacks GET /v0/jobs/<id> (404 'Not Found'), which tb CLI 5.x polls after an append (§10.3)"
-DS_APPEND_MISSING = (
-    "birdhouse lacks data in POST /v0/datasources?mode=append (400 'mode=append is not supported by this endpoint "
-    "yet'), which tb CLI 4.6.13 uses for `datasource append --file` (SPEC §10.1)"
-)
-
 
 def marker() -> int:
     return time.time_ns()
@@ -167,7 +157,6 @@ def test_tb_cli4_quarantine_read_path(server: LocalServer) -> None:
     assert len(row["c__error"]) == 2 and "insertion_date" in row, broke(client, f"quarantine row: {row}")
 
 
-@pytest.mark.xfail(strict=True, reason=DS_APPEND_MISSING)
 def test_tb_cli4_file_append(server: LocalServer) -> None:
     """`tb datasource append <ds> --file rows.ndjson`: multipart field `ndjson`, `debug=blocks_block_log`, token in
     the query string; it reads `datasource.name`, `blocks[].process_return[0].{parser,lines}`, then
@@ -236,7 +225,6 @@ def test_tb_cli5_local_and_telemetry_endpoints(server: LocalServer) -> None:
     assert telemetry.status_code in (200, 202, 403, 404), broke(client, f"telemetry -> {telemetry.status_code}")
 
 
-@pytest.mark.xfail(strict=True, reason=V1_APPEND_MISSING)
 def test_tb_cli5_v1_append(server: LocalServer) -> None:
     client = "tb CLI 5.x datasource append (replayed)"
     body = json.dumps({"at": "2025-06-12 10:00:00", "who": "cli5_v1", "n": 1}).encode() + b"\n"
@@ -254,7 +242,6 @@ def test_tb_cli5_v1_append(server: LocalServer) -> None:
     assert job["status"] == "waiting" and job["kind"] == "import", broke(client, f"{request}: {job}")
 
 
-@pytest.mark.xfail(strict=True, reason=JOBS_MISSING)
 def test_tb_cli5_jobs(server: LocalServer) -> None:
     client = "tb CLI 5.x jobs (replayed)"
     listed = httpx.get(f"{server.url}/v0/jobs", params={"token": server.admin}, timeout=30)

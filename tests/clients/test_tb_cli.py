@@ -32,19 +32,6 @@ from tests.server import LocalServer
 pytestmark = pytest.mark.usefixtures("clients")
 
 VERSIONS = {"cli4": CLI4, "cli5": CLI5}
-WORKSPACE_MISSING = (
-    "birdhouse lacks GET /v1/workspace (the token's workspace: {id, name, …}); tb calls it first whenever --host or "
-    "--token is given and stops with 'Server error, cannot parse response. Not Found'"
-)
-V1_APPEND_MISSING = (
-    "birdhouse lacks POST /v1/datasources/<ds>/append?format=ndjson (404 'Not Found'): tb 5.x sends `datasource "
-    "append --events` there and then waits on GET /v0/jobs/<id>, which birdhouse lacks too (SPEC §10.3)"
-)
-LOCAL_WORKSPACES_BUG = (
-    "birdhouse bug: GET /v1/user/workspaces?token=<admin_token from GET /tokens> lists only the default workspace, "
-    "not the Tinybird_Local_Build_<hash> workspace tb just created with POST /v1/workspaces (user token): the first "
-    "run fails with 'This action requires authentication', later ones with 'There is already a workspace with name …'"
-)
 
 
 def tb(
@@ -80,7 +67,6 @@ def seed(server: LocalServer, who: str, count: int) -> None:
     assert response.status_code == 200, response.text
 
 
-@pytest.mark.xfail(strict=True, reason=WORKSPACE_MISSING)
 def test_cli4_datasource_append_events(server: LocalServer, proxy: RecordingProxy, tmp_path: Path) -> None:
     events = "\n".join(json.dumps({"at": "2025-06-12 10:00:00", "who": "cli4_append", "n": n}) for n in range(2))
     result = tb("cli4", proxy, tmp_path, "datasource", "append", "cli_events", "--events", events, token=server.admin)
@@ -100,7 +86,6 @@ def test_cli4_datasource_append_events(server: LocalServer, proxy: RecordingProx
     assert found == [{"n": 0}, {"n": 1}], broke(CLI4, f"rows in cli_events: {found}", proxy)
 
 
-@pytest.mark.xfail(strict=True, reason=WORKSPACE_MISSING)
 def test_cli4_quarantine_read_path(server: LocalServer, proxy: RecordingProxy, tmp_path: Path) -> None:
     bad = json.dumps({"at": "not a date", "who": "cli4_quarantine", "n": 1})
     result = tb("cli4", proxy, tmp_path, "datasource", "append", "cli_events", "--events", bad, token=server.admin)
@@ -118,10 +103,9 @@ def test_cli4_quarantine_read_path(server: LocalServer, proxy: RecordingProxy, t
 
 
 # 5.0.3 goes on when GET /v1/workspace fails; 4.6.13 stops.
-CLI4_NEEDS_WORKSPACE = pytest.param("cli4", marks=pytest.mark.xfail(strict=True, reason=WORKSPACE_MISSING))
 
 
-@pytest.mark.parametrize("venv", [CLI4_NEEDS_WORKSPACE, "cli5"])
+@pytest.mark.parametrize("venv", ["cli4", "cli5"])
 def test_sql(server: LocalServer, proxy: RecordingProxy, tmp_path: Path, venv: str) -> None:
     seed(server, f"{venv}_sql", 3)
     query = f"SELECT who, count() AS c FROM cli_events WHERE who = '{venv}_sql' GROUP BY who"
@@ -134,7 +118,7 @@ def test_sql(server: LocalServer, proxy: RecordingProxy, tmp_path: Path, venv: s
     assert sql_calls and all(e.status == 200 for e in sql_calls), broke(VERSIONS[venv], "/v0/sql", proxy)
 
 
-@pytest.mark.parametrize("venv", [CLI4_NEEDS_WORKSPACE, "cli5"])
+@pytest.mark.parametrize("venv", ["cli4", "cli5"])
 def test_datasource_ls(server: LocalServer, proxy: RecordingProxy, tmp_path: Path, venv: str) -> None:
     seed(server, f"{venv}_ls", 1)
     result = tb(venv, proxy, tmp_path, "datasource", "ls", token=server.admin)
@@ -143,7 +127,6 @@ def test_datasource_ls(server: LocalServer, proxy: RecordingProxy, tmp_path: Pat
         assert f"name: {name}" in result.stdout, broke(VERSIONS[venv], f"{name} not listed", proxy, output_of(result))
 
 
-@pytest.mark.xfail(strict=True, reason=V1_APPEND_MISSING)
 def test_cli5_datasource_append_events(server: LocalServer, proxy: RecordingProxy, tmp_path: Path) -> None:
     events = "\n".join(json.dumps({"at": "2025-06-12 10:00:00", "who": "cli5_append", "n": n}) for n in range(2))
     result = tb("cli5", proxy, tmp_path, "datasource", "append", "cli_events", "--events", events, token=server.admin)
@@ -179,7 +162,6 @@ def test_local_detection(server: LocalServer, proxy: RecordingProxy, venv: str) 
     assert proxy.recorded("GET", "/v0/health")[0].status == 200, broke(VERSIONS[venv], "GET /v0/health", proxy)
 
 
-@pytest.mark.xfail(strict=True, reason=LOCAL_WORKSPACES_BUG)
 @pytest.mark.parametrize("venv", ["cli4", "cli5"])
 def test_local_mode_commands(server: LocalServer, proxy: RecordingProxy, tmp_path: Path, venv: str) -> None:
     """No --host/--token: tb finds birdhouse as Tinybird Local and builds in its own workspace."""

@@ -28,15 +28,6 @@ JWT_MISSING = (
     "birdhouse lacks JWT creation: POST /v0/tokens/?expiration_time=<unix s> with JSON {name, scopes} answers 400 "
     '{"error":"JWT tokens are not supported by this server yet; create a static token"} (SPEC §7.5/§7.6)'
 )
-APPEND_MISSING = (
-    "birdhouse lacks data in POST /v0/datasources?name=<ds>&mode=append&format=ndjson (multipart field `csv`): 400 "
-    '{"error":"mode=append is not supported by this endpoint yet; send events to /v0/events"} (SPEC §10.1)'
-)
-LOCAL_WORKSPACES_BUG = (
-    "birdhouse bug: GET /v1/user/workspaces with the admin_token from GET /tokens lists only the default workspace, "
-    "not the ones created with POST /v1/workspaces (user token), so getOrCreateLocalWorkspace() fails with "
-    "'Created workspace … but could not find it in workspace list' (SPEC §10.4)"
-)
 
 
 def sdk(proxy: RecordingProxy, token: str, *steps: str, **extra: str) -> dict[str, dict[str, Any]]:
@@ -158,7 +149,6 @@ def test_error_paths(server: LocalServer, proxy: RecordingProxy) -> None:
     assert client_error["error"]["statusCode"] == 403, broke(TS_SDK, f"{client_error}", proxy)
 
 
-@pytest.mark.xfail(strict=True, reason=APPEND_MISSING)
 def test_append_file(server: LocalServer, proxy: RecordingProxy) -> None:
     out = sdk(proxy, server.admin, "appendFile")
     value = ok(out["appendFile"], proxy, "appendDatasource({file: 'rows.ndjson'})")
@@ -194,7 +184,6 @@ def test_local_detection(server: LocalServer, proxy: RecordingProxy) -> None:
     }, broke(TS_SDK, f"Tinybird Local detection: {value}", proxy)
 
 
-@pytest.mark.xfail(strict=True, reason=LOCAL_WORKSPACES_BUG)
 def test_local_workspace(server: LocalServer, proxy: RecordingProxy) -> None:
     out = sdk(proxy, server.admin, "localWorkspace", localUrl=proxy.url)
     value = ok(out["localWorkspace"], proxy, "getOrCreateLocalWorkspace()")

@@ -30,6 +30,7 @@ import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import pytest
 import zstandard
@@ -79,7 +80,7 @@ def _vm_rss() -> int:
 
 @pytest.fixture(scope="module")
 def fuzz(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Fuzz]:
-    overrides = {"events.max_request_bytes": MAX_WIRE, "events.max_decompressed_bytes": MAX_INFLATED}
+    overrides: dict[str, Any] = {"events.max_request_bytes": MAX_WIRE, "events.max_decompressed_bytes": MAX_INFLATED}
     client, settings_ = start_local(tmp_path_factory.mktemp("events-fuzz") / "data", **overrides)
     try:
         tokens = client.get("/tokens").json()
@@ -320,8 +321,8 @@ def _check(fuzz: Fuzz, attempt: Attempt) -> None:
     plain = _plain(attempt.body)
     wire = _wire(attempt, plain)
     before = _table_counts(fuzz)
-    headers = {key: value.encode("latin-1") for key, value in attempt.headers.items()}
-    response = fuzz.local.client.post("/v0/events", params=attempt.params, content=wire, headers=headers)
+    headers = {key.encode(): value.encode("latin-1") for key, value in attempt.headers.items()}
+    response = fuzz.local.client.post("/v0/events", params=tuple(attempt.params), content=wire, headers=headers)
     status = response.status_code
     fuzz.statuses.append(status)
     after = _table_counts(fuzz)

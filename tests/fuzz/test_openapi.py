@@ -4,8 +4,8 @@ Every documented operation is fuzzed with generated requests, positive (valid pe
 document) and negative (violating it), each with a real token: the workspace admin
 token, or the user token for the operations that need it. Properties:
 
-* never a 5xx (a 500 is always a bug; no 503 can be legitimate here: storage is up), except
-  the 501 that /v0/events documents for an unsupported ``format``;
+* never a 5xx the operation does not document (a 500 is always a bug); the documented ones are
+  the 501 of an unsupported ``/v0/events`` ``format`` and the 503s of an unavailable backend;
 * for positive requests, the response conforms: its status code, Content-Type, headers
   and body are the ones the document declares for that operation.
 
@@ -50,12 +50,12 @@ from birdhouse.http import openapi
 EXAMPLES = max(1, int(os.environ.get("BIRDHOUSE_FUZZ_EXAMPLES", "0")) // 10) or 10
 
 
-def no_server_error(ctx: Any, response: Any, case: Case) -> bool | None:
-    """Like schemathesis' not_a_server_error, but a 5xx the operation documents for client input (the
-    501 of an unsupported events `format`, SPEC E18) is an answer, not a server error. 500 never is."""
+def no_server_error(ctx: Any, response: Any, case: Case[Any]) -> bool | None:
+    """Like schemathesis' not_a_server_error, but a 5xx the operation documents (the 501 of an unsupported
+    events `format`, SPEC E18; the 503 of /v0/health while the WAL replays) is an answer. 500 never is."""
     status: int = response.status_code
     documented = case.operation.definition.raw.get("responses", {})
-    if status >= 500 and (status == 500 or status == 503 or str(status) not in documented):
+    if status >= 500 and (status == 500 or str(status) not in documented):
         raise AssertionError(f"{case.operation.label} answered {status}: {response.text[:500]!r}")
     return None
 
@@ -68,8 +68,8 @@ POSITIVE_CHECKS: list[CheckFunction] = [
     response_schema_conformance,
 ]
 # A request that violates the document may be accepted (unknown parameters are
-# ignored, SPEC §1.2) or refused with any documented or router status: only 5xx
-# are wrong, and the answer must still be a declared content type.
+# ignored, SPEC §1.2) or refused with any status, including the router's plain-text
+# 404 for a path parameter with a "/": only server errors are wrong.
 NEGATIVE_CHECKS: list[CheckFunction] = [no_server_error]
 
 OPERATIONS = [(path, method.upper()) for path, item in openapi.OPENAPI["paths"].items() for method in item]
@@ -192,6 +192,15 @@ def api(data_dir: Path) -> Iterator[Api]:
         asgi.shutdown_lifespans()
 
 
+# Route families this document must describe completely (issue 7); routes outside them
+# (pipes, jobs, /v1/datasources appends, the console, /v0/workspace) are not described yet.
+DESCRIBED_FAMILIES = (
+    "/v0/events", "/v0/sql", "/v0/datasources", "/v0/tokens", "/v0/analyze", "/v1/user/workspaces",
+    "/v0/user/workspaces", "/v1/workspaces", "/v0/workspaces/", "/tokens", "/v0/health", "/v0/regions", "/ping",
+    "/metrics", "/v0/openapi.json",
+)  # fmt: skip
+
+
 def test_served_document_is_the_module_constant(api: Api) -> None:
     assert api.schema.raw_schema == openapi.OPENAPI
     served = {(path, method.upper()) for path, item in api.schema.raw_schema["paths"].items() for method in item}
@@ -205,16 +214,18 @@ def test_served_document_is_the_module_constant(api: Api) -> None:
         for method in route.methods
         if method != "HEAD"
     }
-    undocumented = {(p, m) for p, m in routed if (p, m) not in served and p not in ("/v0/events", "/v0/events/")}
+    assert served <= routed, "documented operations the app does not route"
+    in_scope = {(p, m) for p, m in routed if p.startswith(DESCRIBED_FAMILIES)}
+    undocumented = {(p, m) for p, m in in_scope if (p, m) not in served and p not in ("/v0/events", "/v0/events/")}
     assert undocumented == set()
 
 
-def _token_for(api: Api, case: Case) -> str:
+def _token_for(api: Api, case: Case[Any]) -> str:
     tags = case.operation.definition.raw.get("tags", [])
     return api.user if USER_TOKEN_TAG in tags else api.admin
 
 
-def _steer(api: Api, case: Case, data: st.DataObject) -> None:
+def _steer(api: Api, case: Case[Any], data: st.DataObject) -> None:
     """Authenticate with real tokens (generated ones would only reach the 403 paths), and point
     parameters at the seeded resources half the time."""
     if case.query:
@@ -244,7 +255,7 @@ def _steer(api: Api, case: Case, data: st.DataObject) -> None:
                 case.body[key] = "1"
 
 
-def _body_properties(case: Case) -> set[str]:
+def _body_properties(case: Case[Any]) -> set[str]:
     content = case.operation.definition.raw.get("requestBody", {}).get("content", {})
     schema = content.get(case.media_type or "", {}).get("schema", {})
     return set(schema.get("properties", {}))
@@ -280,7 +291,7 @@ def test_operation_conforms(api: Api, path: str, method: str) -> None:
     operation = api.schema[path][method]
     seen: list[int] = []
 
-    def send(case: Case, data: st.DataObject, checks: list[CheckFunction]) -> None:
+    def send(case: Case[Any], data: st.DataObject, checks: list[CheckFunction]) -> None:
         _steer(api, case, data)
         response = case.call(headers={"Authorization": f"Bearer {_token_for(api, case)}"})
         seen.append(response.status_code)
@@ -288,12 +299,12 @@ def test_operation_conforms(api: Api, path: str, method: str) -> None:
 
     @HYPOTHESIS
     @given(case=operation.as_strategy(generation_mode=schemathesis.GenerationMode.POSITIVE), data=st.data())
-    def check_positive(case: Case, data: st.DataObject) -> None:
+    def check_positive(case: Case[Any], data: st.DataObject) -> None:
         send(case, data, POSITIVE_CHECKS)
 
     @HYPOTHESIS
     @given(case=operation.as_strategy(generation_mode=schemathesis.GenerationMode.NEGATIVE), data=st.data())
-    def check_negative(case: Case, data: st.DataObject) -> None:
+    def check_negative(case: Case[Any], data: st.DataObject) -> None:
         send(case, data, NEGATIVE_CHECKS)
 
     check_positive()
