@@ -24,6 +24,12 @@ class Principal:
 
     token: Token
     workspace: Workspace | None
+    # A JWT's own requests/s limit (``limits.rps``), if it has one.
+    rps: float | None = None
+
+    @property
+    def is_jwt(self) -> bool:
+        return self.token.origin == "JWT"
 
     def _types(self) -> set[str]:
         return {scope.type for scope in self.token.scopes}

@@ -16,10 +16,12 @@ from collections.abc import Iterable
 
 from birdhouse.backends import Backend
 from birdhouse.catalog.access import AuthError, Principal
+from birdhouse.catalog.jwt import JwtInvalid, looks_like_jwt, unverified_claims, verify_jwt
 from birdhouse.catalog.models import DataSource, Pipe, Token, Workspace, new_uuid
 from birdhouse.catalog.store import CatalogStore, Record
 from birdhouse.catalog.tokens import (
     ADMIN_USER,
+    JWT_SCOPES,
     USER,
     Scope,
     TokenInvalid,
@@ -235,6 +237,8 @@ class Catalog:
         """Resolve a token string. Forgeries, unknown and revoked tokens → 403;
         a token of another region or of a deleted workspace → 404."""
         token_id = self._by_digest.get(_digest(presented))
+        if token_id is None and looks_like_jwt(presented):
+            return self._authenticate_jwt(presented)
         if token_id is None:
             if presented.startswith("p."):
                 host = decode_unverified_host(presented)
@@ -270,6 +274,36 @@ class Catalog:
         if token.workspace_id and workspace is None:
             raise AuthError("Workspace not found", 404)
         return Principal(token=token, workspace=workspace)
+
+    def _authenticate_jwt(self, presented: str) -> Principal:
+        """A JWT signed with its workspace's admin token (SPEC §7.6). Its scopes
+        name resources; they are resolved to ids like stored scopes."""
+        try:
+            claims = unverified_claims(presented)
+            workspace = self.workspaces.get(str(claims.get("workspace_id", "")))
+            admin = self.find_token(workspace.id, "Workspace admin token") if workspace else None
+            if workspace is None or admin is None:
+                raise JwtInvalid("unknown workspace")
+            claims = verify_jwt(presented, admin.token)
+        except JwtInvalid:
+            raise AuthError("Invalid token") from None
+        scopes: list[Scope] = []
+        for raw in claims.get("scopes") or []:
+            if not isinstance(raw, dict) or raw.get("type") not in JWT_SCOPES:
+                raise AuthError("Invalid token")
+            resource = str(raw.get("resource") or "")
+            found = self.find_datasource(workspace.id, resource) or self.find_pipe(workspace.id, resource)
+            scopes.append(Scope(str(raw["type"]), found.id if found else resource, raw.get("filter")))
+        token = Token(
+            id="jwt:" + hashlib.sha256(presented.encode()).hexdigest()[:32],
+            workspace_id=workspace.id,
+            name=str(claims.get("name", "")),
+            token="",
+            scopes=scopes,
+            origin="JWT",
+        )
+        rps = (claims.get("limits") or {}).get("rps") if isinstance(claims.get("limits"), dict) else None
+        return Principal(token=token, workspace=workspace, rps=float(rps) if isinstance(rps, int | float) else None)
 
     # -------------------------------------------------------- datasources
 

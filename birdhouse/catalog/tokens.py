@@ -96,6 +96,8 @@ PLAIN_SCOPES = frozenset(
 ADMIN_USER = "ADMIN_USER"
 USER = "USER"
 FILTER_SCOPES = frozenset({"DATASOURCES:READ", "PIPES:READ"})
+# What a JWT may carry (SPEC §7.6): reads, and appends where events.accept_jwt allows.
+JWT_SCOPES = frozenset({"DATASOURCES:READ", "PIPES:READ", "DATASOURCES:APPEND"})
 
 
 class Scope(msgspec.Struct, frozen=True, omit_defaults=True):

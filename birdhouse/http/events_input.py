@@ -43,6 +43,8 @@ def authenticate(request: Request) -> Principal:
         raise EventsError(exc.status, "Workspace not found" if exc.status == 404 else "Invalid token") from None
     if principal.workspace is None:
         raise EventsError(403, "Invalid token")
+    if principal.is_jwt and not runtime(request).settings.events.accept_jwt:
+        raise EventsError(403, "Invalid token")
     return principal
 
 

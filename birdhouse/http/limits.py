@@ -64,6 +64,10 @@ class EventLimits:
         decision = self.per_datasource.take(f"{workspace.id}/{datasource.id}", 1, rate, burst)
         return self._check(tighter(current, decision))
 
+    def jwt(self, token_id: str, rps: float, current: Decision | None) -> Decision | None:
+        """A JWT's own ``limits.rps`` bucket (SPEC §7.6)."""
+        return self._check(tighter(current, self.requests.take(token_id, 1, rps, rps)))
+
     def wire_bytes(self, workspace: Workspace, size: int, current: Decision | None) -> None:
         """The optional bytes/s bucket (``--events-mbps``), charged wire bytes."""
         mbps = self._override(workspace, "workspace_mbps", self.bytes.rate / MB)

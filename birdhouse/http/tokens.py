@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import msgspec
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
@@ -11,8 +12,9 @@ from starlette.routing import Route
 
 from birdhouse.catalog.access import Principal
 from birdhouse.catalog.catalog import Catalog
+from birdhouse.catalog.jwt import encode_jwt
 from birdhouse.catalog.models import Token
-from birdhouse.catalog.tokens import ADMIN_USER, RESOURCE_SCOPES, USER, Scope, ScopeError, parse_scope
+from birdhouse.catalog.tokens import ADMIN_USER, JWT_SCOPES, RESOURCE_SCOPES, USER, Scope, ScopeError, parse_scope
 from birdhouse.http.auth import runtime, workspace_principal
 from birdhouse.http.errors import ApiError
 from birdhouse.http.params import read_params
@@ -105,9 +107,9 @@ async def get_token(request: Request) -> Response:
 async def create_token(request: Request) -> Response:
     principal = _manager(request)
     assert principal.workspace is not None
+    if request.query_params.get("expiration_time") is not None:
+        return await _create_jwt(request, principal)
     params = await read_params(request)
-    if params.get("expiration_time") is not None:
-        raise ApiError(400, "JWT tokens are not supported by this server yet; create a static token")
     name = (params.get("name") or "").strip()
     if not name or len(name) > MAX_TOKEN_NAME:
         raise ApiError(400, f"A token needs a 'name' of 1 to {MAX_TOKEN_NAME} characters")
@@ -115,6 +117,40 @@ async def create_token(request: Request) -> Response:
     scopes = resolve_scopes(catalog, principal.workspace.id, params.getlist("scope"))
     token = await run_in_threadpool(catalog.mint, principal.workspace, name, scopes, params.get("description") or "")
     return JSONResponse(token_json(request, token))
+
+
+async def _create_jwt(request: Request, principal: Principal) -> Response:
+    """``POST /v0/tokens?expiration_time=<unix s>`` with JSON ``{name, scopes,
+    limits?}`` → ``{"token": <JWT>}`` signed with the workspace admin token."""
+    assert principal.workspace is not None
+    raw_expiry = request.query_params.get("expiration_time", "")
+    if not raw_expiry.isdigit():
+        raise ApiError(400, "expiration_time must be a Unix timestamp in seconds")
+    try:
+        body = msgspec.json.decode(await request.body() or b"{}")
+    except msgspec.DecodeError as exc:
+        raise ApiError(400, f"Invalid JSON body: {exc}") from None
+    if not isinstance(body, dict) or not str(body.get("name") or "").strip():
+        raise ApiError(400, "A JWT needs a JSON body with a 'name' and 'scopes'")
+    scopes = body.get("scopes")
+    if not isinstance(scopes, list) or not scopes:
+        raise ApiError(400, "A JWT needs at least one scope")
+    for scope in scopes:
+        if not isinstance(scope, dict) or scope.get("type") not in JWT_SCOPES or not scope.get("resource"):
+            raise ApiError(400, f"Invalid JWT scope {scope!r}: use {', '.join(sorted(JWT_SCOPES))} with a resource")
+    catalog = runtime(request).catalog
+    admin = catalog.find_token(principal.workspace.id, "Workspace admin token")
+    if admin is None:
+        raise ApiError(500, "The workspace has no admin token to sign with")
+    claims: dict[str, Any] = {
+        "workspace_id": principal.workspace.id,
+        "name": str(body["name"]).strip(),
+        "exp": int(raw_expiry),
+        "scopes": scopes,
+    }
+    if isinstance(body.get("limits"), dict):
+        claims["limits"] = body["limits"]
+    return JSONResponse({"token": encode_jwt(claims, admin.token)})
 
 
 async def update_token(request: Request) -> Response:

@@ -24,10 +24,6 @@ from tests.server import LocalServer
 
 pytestmark = pytest.mark.usefixtures("clients")
 
-JWT_MISSING = (
-    "birdhouse lacks JWT creation: POST /v0/tokens/?expiration_time=<unix s> with JSON {name, scopes} answers 400 "
-    '{"error":"JWT tokens are not supported by this server yet; create a static token"} (SPEC §7.5/§7.6)'
-)
 
 
 def sdk(proxy: RecordingProxy, token: str, *steps: str, **extra: str) -> dict[str, dict[str, Any]]:
@@ -120,7 +116,6 @@ def test_create_static_token(server: LocalServer, proxy: RecordingProxy) -> None
     assert created and created[0].header("Content-Type") == "application/json", broke(TS_SDK, "token request", proxy)
 
 
-@pytest.mark.xfail(strict=True, reason=JWT_MISSING)
 def test_create_jwt(server: LocalServer, proxy: RecordingProxy) -> None:
     out = sdk(proxy, server.admin, "createJWT")
     value = ok(out["createJWT"], proxy, "createJWT({name, expiresAt, scopes})")
