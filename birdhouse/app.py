@@ -24,7 +24,19 @@ from birdhouse.backends import BackendError
 from birdhouse.catalog.access import AuthError
 from birdhouse.catalog.catalog import Catalog, CatalogError
 from birdhouse.config import Settings, load_settings
-from birdhouse.http import analyze, console, datasources, events, imports, local, metrics, pipes, sql, tokens
+from birdhouse.http import (
+    analyze,
+    console,
+    datasources,
+    events,
+    imports,
+    local,
+    metrics,
+    openapi,
+    pipes,
+    sql,
+    tokens,
+)
 from birdhouse.http.errors import (
     ApiError,
     api_error_handler,
@@ -56,6 +68,7 @@ def routes() -> list[BaseRoute]:
         *console.routes,
         *pipes.routes,
         *imports.routes,
+        *openapi.routes,
     ]
 
 

@@ -14,6 +14,18 @@ Where it lacks something a caller relies on, this module either compensates
 with the same outcome (the delivered-token ledger, experimental DDL flags,
 settings whose absence means the check they relax does not exist either) or
 fails loudly (query parameters: values are never spliced into SQL).
+
+Cluster mode (``cluster=``): :mod:`birdhouse.backends.cluster` creates data
+source tables as local tables on every shard plus a Distributed table here;
+this module makes every insert into them synchronous
+(``insert_distributed_sync``/``distributed_foreground_insert``), so an
+acknowledged insert is committed on the shards. Dedup through a Distributed
+table: ``insert_deduplication_token`` travels with the forwarded sub-blocks to
+each shard's local table (sharding by ``rowNumberInBlock()`` keeps a replay's
+sub-blocks identical); on servers without it the ledger records the insert
+into the Distributed table as a whole, which leaves one gap — a flush that
+committed on some shards and failed on others is retried whole, duplicating
+the committed part (details in the cluster module).
 """
 
 from __future__ import annotations

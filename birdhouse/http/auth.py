@@ -13,8 +13,15 @@ from birdhouse.http.errors import ApiError
 from birdhouse.runtime import Runtime
 
 
+def query_param(request: Request, key: str) -> str | None:
+    """The first occurrence of a query parameter (SPEC §1.2; Starlette's
+    ``QueryParams.get`` returns the last)."""
+    values = request.query_params.getlist(key)
+    return values[0] if values else None
+
+
 def presented_token(request: Request) -> str | None:
-    token = request.query_params.get("token")
+    token = query_param(request, "token")
     if token is not None and token.strip():
         return token.strip()
     header = request.headers.get("authorization")

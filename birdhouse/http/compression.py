@@ -13,6 +13,7 @@ import zlib
 from collections.abc import AsyncIterator
 
 import zstandard
+from starlette.requests import ClientDisconnect
 
 GZIP_MAGIC = b"\x1f\x8b"
 ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
@@ -57,6 +58,10 @@ async def read_wire(stream: AsyncIterator[bytes], max_wire: int, timeout_s: floa
                 parts.append(chunk)
     except TimeoutError:
         raise BodyError(408, f"Request Timeout: the body did not arrive within {timeout_s:g} s") from None
+    except ClientDisconnect:
+        # Nobody is left to read the answer; 400 keeps it a client error in logs
+        # and metrics (SPEC §1.4: a disconnect before acceptance stores nothing).
+        raise BodyError(400, "The client closed the connection before the body was complete") from None
     return b"".join(parts)
 
 

@@ -23,8 +23,9 @@ from starlette.routing import Route
 
 from birdhouse.catalog.autocreate import AutocreateError
 from birdhouse.catalog.models import DataSource, Workspace
-from birdhouse.http.auth import runtime
+from birdhouse.http.auth import query_param, runtime
 from birdhouse.http.events_input import (
+    INLINE_BYTES,
     UNAVAILABLE,
     EventsError,
     authenticate,
@@ -139,8 +140,8 @@ async def _ingest(request: Request, headers: dict[str, str]) -> Response:
             workspace=workspace,
             datasource=datasource,
             body=body,
-            wait=(request.query_params.get("wait") or "").lower() == "true",
-            details=(request.query_params.get("quarantine_details") or "").lower() == "true",
+            wait=(query_param(request, "wait") or "").lower() == "true",
+            details=(query_param(request, "quarantine_details") or "").lower() == "true",
             wire_size=wire_size,
         )
         job.dedup_key = _dedup_key(request, job)
@@ -226,7 +227,10 @@ async def _answer_duplicate(request: Request, job: Job, entry: Entry, headers: d
 
 async def _accept(request: Request, job: Job, headers: dict[str, str]) -> Accepted | Response:
     rt = runtime(request)
-    converted = await run_in_threadpool(rt.ingestor.convert, job.datasource, job.body, job.details)
+    if len(job.body) <= INLINE_BYTES:
+        converted = rt.ingestor.convert(job.datasource, job.body, job.details)
+    else:
+        converted = await run_in_threadpool(rt.ingestor.convert, job.datasource, job.body, job.details)
     shown = converted.details if job.details else None
     if not converted.successful_rows and not converted.quarantined_rows:
         return _success(200 if job.wait else 202, 0, 0, shown, headers)

@@ -16,8 +16,8 @@ from starlette.requests import Request
 from birdhouse.catalog.access import AuthError, Principal
 from birdhouse.catalog.models import DataSource
 from birdhouse.config import EventsSettings
-from birdhouse.http.auth import presented_token, runtime
-from birdhouse.http.compression import BodyError, decode, encoding_of, read_wire
+from birdhouse.http.auth import presented_token, query_param, runtime
+from birdhouse.http.compression import GZIP_MAGIC, ZSTD_MAGIC, BodyError, decode, encoding_of, read_wire
 from birdhouse.schema.columns import is_json_typed
 
 UNAVAILABLE = "Service temporarily unavailable, no data ingested, please retry again"
@@ -50,12 +50,13 @@ def authenticate(request: Request) -> Principal:
 
 def parameters(request: Request) -> tuple[str, str]:
     """Step 3: the data source name (E6) and the format (E18)."""
-    name = (request.query_params.get("name") or "").strip()
+    name = (query_param(request, "name") or "").strip()
     if not name:
         raise EventsError(400, "Missing 'name' parameter")
-    fmt = (request.query_params.get("format") or "ndjson").strip().lower()
+    fmt = (query_param(request, "format") or "ndjson").strip().lower()
     if fmt not in FORMATS:
-        raise EventsError(501, f"Unimplemented format {request.query_params.get('format')}")
+        shown = (query_param(request, "format") or "")[:100].encode("unicode_escape").decode("ascii")
+        raise EventsError(501, f"Unimplemented format {shown}")
     return name, fmt
 
 
@@ -102,12 +103,25 @@ async def read_body(
     """Step 9's input: the decoded body (E14/E15/E17, 408 when too slow) and its wire size."""
     try:
         wire = await read_wire(request.stream(), settings.max_request_bytes, timeout_s)
-        body = await run_in_threadpool(decode, wire, encoding, settings.max_decompressed_bytes)
+        if is_small_plain(wire, encoding):
+            body = decode(wire, encoding, settings.max_decompressed_bytes)
+        else:
+            body = await run_in_threadpool(decode, wire, encoding, settings.max_decompressed_bytes)
     except BodyError as exc:
         raise EventsError(exc.status, exc.message) from None
     if fmt == "json":
         body = json_document_to_ndjson(body)
     return body, len(wire)
+
+
+# Below this, work is cheaper than a hop to a worker thread and back.
+INLINE_BYTES = 64 * 1024
+
+
+def is_small_plain(wire: bytes, encoding: str) -> bool:
+    """Small and uncompressed (a compressed body may inflate a thousandfold:
+    never on the event loop)."""
+    return encoding == "identity" and len(wire) <= INLINE_BYTES and not wire.startswith((GZIP_MAGIC, ZSTD_MAGIC))
 
 
 # Bash's $'…' examples in Tinybird's docs leave "\" + newline between tokens.

@@ -7,6 +7,7 @@ The tb CLI and @tinybirdco/sdk detect a local server with ``GET /tokens`` and
 from __future__ import annotations
 
 import logging
+import math
 import uuid
 
 from starlette.concurrency import run_in_threadpool
@@ -16,6 +17,7 @@ from starlette.routing import Route
 
 from birdhouse.backends import BackendError
 from birdhouse.catalog.access import Principal
+from birdhouse.catalog.datasources import cluster_of
 from birdhouse.catalog.models import Workspace
 from birdhouse.http.auth import authenticate, runtime
 from birdhouse.http.errors import ApiError
@@ -116,6 +118,10 @@ async def delete_workspace(request: Request) -> Response:
     if workspace is None:
         raise ApiError(404, f"Workspace '{request.path_params['workspace_id']}' not found")
     await run_in_threadpool(rt.catalog.delete_workspace, workspace)
+    cluster = cluster_of(rt.backend)
+    if cluster is not None:
+        # Cluster mode keeps the shards' tables in a database of their own.
+        await run_in_threadpool(cluster.drop_database, workspace.database)
     return JSONResponse({"id": workspace.id, "name": workspace.name})
 
 
@@ -188,8 +194,8 @@ async def set_limits(request: Request) -> Response:
             number = float(value)
         except ValueError:
             raise ApiError(400, f"'{key}' must be a number, got '{value[:50]}'") from None
-        if number < 0:
-            raise ApiError(400, f"'{key}' must be zero (unlimited) or positive")
+        if not math.isfinite(number) or number < 0:
+            raise ApiError(400, f"'{key}' must be zero (unlimited) or a finite positive number")
         limits[key] = number
     workspace.limits = limits
     await run_in_threadpool(runtime(request).catalog.save_workspace, workspace)

@@ -9,7 +9,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from birdhouse.http.auth import runtime, workspace_principal
+from birdhouse.http.auth import query_param, runtime, workspace_principal
 from birdhouse.http.errors import ApiError, json_error
 from birdhouse.query.execute import PASSTHROUGH_SETTINGS, QueryFailed, run_sql
 
@@ -17,8 +17,9 @@ from birdhouse.query.execute import PASSTHROUGH_SETTINGS, QueryFailed, run_sql
 async def _sql_text(request: Request, max_bytes: int) -> str:
     """``q`` from the query string; else a form body's ``q``; else the raw body
     whatever its Content-Type (the tb CLI posts raw SQL with none)."""
-    if "q" in request.query_params:
-        return request.query_params["q"]
+    first = query_param(request, "q")
+    if first is not None:
+        return first
     if request.method != "POST":
         raise ApiError(400, "Missing 'q' parameter")
     raw = b""

@@ -48,9 +48,7 @@ async def accept(
         raise Unavailable("the database has been unavailable for too long")
     request_id = request_id or uuid.uuid4().hex
     try:
-        ticket, batch = await run_in_threadpool(
-            rt.ingestor.accept, workspace, datasource, converted, request_id, dedup_key
-        )
+        ticket, batch = await rt.ingestor.accept_async(workspace, datasource, converted, request_id, dedup_key)
     except WalError as exc:
         log.warning("WAL refused a batch for %s: %s", datasource.name, exc)
         rt.flusher.kick()  # it probes the disk and resets the WAL once writes work again

@@ -15,6 +15,7 @@ from __future__ import annotations
 import threading
 
 from birdhouse.catalog.models import DataSource, Workspace
+from birdhouse.pipeline.commit import AsyncCommitter
 from birdhouse.pipeline.records import AcceptedBatch, encode_batch
 from birdhouse.schema.convert import Converted, Converter
 from birdhouse.wal import Ticket, Wal
@@ -23,6 +24,7 @@ from birdhouse.wal import Ticket, Wal
 class Ingestor:
     def __init__(self, wal: Wal, expand_json_array_lines: bool = False) -> None:
         self.wal = wal
+        self.committer = AsyncCommitter(wal)
         self.expand_json_array_lines = expand_json_array_lines
         self._converters: dict[tuple[str, str], Converter] = {}
         self._lock = threading.Lock()
@@ -52,9 +54,29 @@ class Ingestor:
         request_id: str,
         dedup_key: str = "",
     ) -> tuple[Ticket, AcceptedBatch]:
-        """Append the batch to the WAL and wait for its group commit.
+        """Append the batch to the WAL and wait for its group commit (blocking).
         Raises WalError (→ 503) when the WAL cannot take it."""
-        batch = AcceptedBatch(
+        batch = self.batch(workspace, datasource, converted, request_id, dedup_key)
+        return self.wal.append_sync(encode_batch(batch)), batch
+
+    async def accept_async(
+        self,
+        workspace: Workspace,
+        datasource: DataSource,
+        converted: Converted,
+        request_id: str,
+        dedup_key: str = "",
+    ) -> tuple[Ticket, AcceptedBatch]:
+        """As :meth:`accept`, from the event loop: the fsync is shared with
+        every request appending meanwhile (pipeline/commit.py)."""
+        batch = self.batch(workspace, datasource, converted, request_id, dedup_key)
+        return await self.committer.append(encode_batch(batch)), batch
+
+    @staticmethod
+    def batch(
+        workspace: Workspace, datasource: DataSource, converted: Converted, request_id: str, dedup_key: str
+    ) -> AcceptedBatch:
+        return AcceptedBatch(
             request_id=request_id,
             workspace_id=workspace.id,
             datasource_id=datasource.id,
@@ -65,4 +87,3 @@ class Ingestor:
             quarantined_rows=converted.quarantined_rows,
             dedup_key=dedup_key,
         )
-        return self.wal.append_sync(encode_batch(batch)), batch

@@ -69,9 +69,20 @@ def _check(name: object, kind: str, pattern: re.Pattern[str], allowed: str) -> s
     return name
 
 
+# The engine caps a table name at 179 characters in a workspace database
+# (file name limits minus the escaped database path), and the quarantine
+# table adds 11: a longer name could never be created (SPEC §4.6 says 255).
+MAX_DATASOURCE_NAME_LENGTH = 160
+
+
 def validate_datasource_name(name: str) -> str:
     """Return ``name`` if it is a valid data source name, else raise InvalidName."""
     _check(name, "data source", DS_NAME_RE, "letters, digits and '_'")
+    if len(name) > MAX_DATASOURCE_NAME_LENGTH:
+        raise InvalidName(
+            f"Invalid data source name {_shown(name)}: it is {len(name)} characters long, "
+            f"the maximum is {MAX_DATASOURCE_NAME_LENGTH}"
+        )
     if name.endswith(QUARANTINE_SUFFIX):
         # The suffix is reserved for the quarantine table created beside each DS.
         raise InvalidName(f"Invalid data source name {_shown(name)}: it must not end in '{QUARANTINE_SUFFIX}'")

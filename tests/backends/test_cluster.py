@@ -162,9 +162,8 @@ def test_cluster_mode_is_detected(two_shards: TwoShards) -> None:
     try:
         assert isinstance(backend, ClickhouseBackend) and backend.topology is not None
         topology = backend.topology
-        assert [(h.shard_num, h.http) for h in topology.hosts] == [(1, s.endpoint) for s in two_shards.shards[:1]] + [
-            (2, two_shards.shards[1].endpoint)
-        ]
+        first, second = two_shards.shards
+        assert [(h.shard_num, h.http) for h in topology.hosts] == [(1, first.endpoint), (2, second.endpoint)]
         assert [h.tcp_port for h in topology.hosts] == [s.tcp_port for s in two_shards.shards]
         # No ZooKeeper in the test config: per-shard DDL over HTTP.
         assert topology.distributed_ddl is False
@@ -256,17 +255,26 @@ def test_failed_create_leaves_no_table_on_any_shard(
 ) -> None:
     a, _ = nodes
     admin = {"Authorization": f"Bearer {a.get('/tokens').json()['workspace_admin_token']}"}
-    # A sorting key the engine refuses: the local create fails on the first shard.
-    refused = a.post(
-        "/v0/datasources",
-        headers=admin,
-        data={"name": "broken", "schema": "i UInt32 `json:$.i`", "engine_sorting_key": "no_such_column"},
-    )
-    assert refused.status_code == 400, refused.text
     database = workspace_database(a)
-    assert "broken" not in tables(two_shards.shards[0], database)
-    for shard in two_shards.shards:
-        assert "broken" not in tables(shard, database + "_local")
+    local = database + "_local"
+    first, second = two_shards.shards
+    # A leftover local table on shard 2 only (say, of a drop that failed there):
+    # the create succeeds on shard 1, then fails on shard 2.
+    for sql in (f"CREATE DATABASE IF NOT EXISTS `{local}`", f"CREATE TABLE `{local}`.`broken` (x UInt8) ENGINE = Log"):
+        assert httpx.post(f"http://{second.endpoint}/", content=sql.encode()).status_code == 200
+    schema = {"name": "broken", "schema": "i UInt32 `json:$.i`"}
+    refused = a.post("/v0/datasources", headers=admin, data=schema)
+    assert refused.status_code == 400, refused.text
+    assert f"shard 2 replica 1 ({second.endpoint})" in refused.json()["error"]
+    assert "already exists" in refused.json()["error"]
+    # All or nothing: no Distributed table, nothing left on shard 1, no catalog record.
+    assert "broken" not in tables(first, database)
+    assert "broken" not in tables(first, local)
+    assert a.get("/v0/datasources/broken", headers=admin).status_code == 404
+    # The rollback dropped the leftover too, so a retry goes through.
+    assert "broken" not in tables(second, local)
+    assert a.post("/v0/datasources", headers=admin, data=schema).status_code == 200
+    assert tables(first, local)["broken"] == tables(second, local)["broken"] == "MergeTree"
 
 
 def test_a_killed_node_loses_no_acknowledged_row(two_shards: TwoShards, tmp_path: Path) -> None:

@@ -308,12 +308,6 @@ def test_name_injection_is_refused_and_touches_nothing(app: Local, name: str) ->
     assert "x" in tables(app)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug: a valid DS name of 169-255 chars (SPEC §4.6 allows 255) reaches CREATE TABLE, which refuses "
-    "names > 179 chars in the workspace database; the 400 carries the engine's exception with the internal "
-    "database name instead of E10",
-)
 def test_long_valid_name_is_e10_not_an_engine_error(app: Local) -> None:
     name = "n" * 200
     before = tables(app)
@@ -327,11 +321,6 @@ def test_quarantine_table_as_name(app: Local) -> None:
     refused(app, response, 400, "Quarantine Data Sources cannot be appended to\n", before)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug: /v0/events reads repeated query parameters last-wins (Starlette QueryParams.get); "
-    "SPEC §1.2 says the first occurrence wins",
-)
 def test_repeated_parameters_first_wins(app: Local) -> None:
     response = app.client.post(
         "/v0/events",
@@ -433,12 +422,6 @@ def test_malformed_authorization_is_403(app: Local, header: str) -> None:
 # ------------------------------------------------------ workspace limits API
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug: PUT /v1/workspaces/<id>/limits stores non-finite numbers (float('nan'), 'inf', '1e400'): the "
-    "answer is a 500 (JSON cannot encode them), every /v0/events of the workspace then answers 500, and the "
-    "catalog no longer loads on restart (msgspec stored null for a float)",
-)
 @pytest.mark.parametrize("value", ["nan", "inf", "1e400", "Infinity"])
 def test_non_finite_workspace_limits(app: Local, value: str) -> None:
     # A workspace of its own: the bug breaks the workspace it is set on.
@@ -580,12 +563,6 @@ def test_chunked_body(server: LocalServer) -> None:
     assert _count(server, 305) == 2
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug: a malformed chunked body (bad chunk size) reaches the app as a client disconnect; "
-    "starlette's ClientDisconnect is not handled in /v0/events, which answers 500 (E23) and logs an ERROR "
-    "traceback. Expected a 4xx (400), and disconnects logged as 499 (SPEC §1.4)",
-)
 def test_malformed_chunked_body_is_a_client_error(server: LocalServer) -> None:
     chunked = b'zz\r\n{"n": 306}\r\n0\r\n\r\n'
     response = _exchange(server, _head(server, "Transfer-Encoding: chunked\r\nConnection: close\r\n"), chunked)

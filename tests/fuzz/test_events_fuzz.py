@@ -301,7 +301,9 @@ def _expected_before_body(fuzz: Fuzz, attempt: Attempt) -> tuple[int, str] | Non
         return 400, "Missing 'name' parameter\n"
     fmt = (attempt.fmt or "ndjson").strip().lower()
     if fmt not in ("ndjson", "json"):
-        return 501, f"Unimplemented format {attempt.fmt}\n"
+        # Echoed cut at 100 characters, control characters escaped (never raw in a response).
+        shown = attempt.fmt[:100].encode("unicode_escape").decode("ascii")
+        return 501, f"Unimplemented format {shown}\n"
     if name in (DS, fuzz.ds_id):
         if role == "reader":
             return 403, "Invalid token\n"

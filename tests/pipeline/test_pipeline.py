@@ -226,7 +226,7 @@ def test_wal_write_error_gives_503_and_stores_nothing(local: Local, monkeypatch:
     def broken(payload: bytes) -> Any:
         raise WalError("injected: disk full")
 
-    monkeypatch.setattr(local.runtime.wal, "append_sync", broken)
+    monkeypatch.setattr(local.runtime.wal, "append", broken)
     response = post(local, body("a"))
     assert response.status_code == 503
     assert response.headers["retry-after"] == "1"
