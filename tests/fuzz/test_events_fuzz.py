@@ -302,7 +302,7 @@ def _expected_before_body(fuzz: Fuzz, attempt: Attempt) -> tuple[int, str] | Non
     fmt = (attempt.fmt or "ndjson").strip().lower()
     if fmt not in ("ndjson", "json"):
         # Echoed cut at 100 characters, control characters escaped (never raw in a response).
-        shown = attempt.fmt[:100].encode("unicode_escape").decode("ascii")
+        shown = (attempt.fmt or "")[:100].encode("unicode_escape").decode("ascii")
         return 501, f"Unimplemented format {shown}\n"
     if name in (DS, fuzz.ds_id):
         if role == "reader":
