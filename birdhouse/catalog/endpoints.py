@@ -21,7 +21,7 @@ from birdhouse.catalog.models import Pipe
 from birdhouse.catalog.pipes import endpoint_node, guard_pipe_sql, node_query, workspace_tables
 from birdhouse.config import SqlSettings
 from birdhouse.query.errors import SqlRefused
-from birdhouse.query.execute import PASSTHROUGH_SETTINGS, TIMEOUT_CODES, QueryOutput, content_type
+from birdhouse.query.execute import TIMEOUT_CODES, QueryOutput, content_type, read_only_settings
 from birdhouse.schema.pipefile import TemplateParam
 from birdhouse.schema.types import int_range
 
@@ -148,15 +148,7 @@ def run_endpoint(
                 raise PipeQueryFailed(
                     f"This token reads '{name}' through a row filter, which pipes do not apply yet", 403
                 )
-    settings: dict[str, str | int] = {
-        "readonly": 1,
-        "max_execution_time": limits.max_execution_time_s,
-        "max_result_bytes": limits.max_result_bytes,
-        "result_overflow_mode": "throw",
-    }
-    for key in PASSTHROUGH_SETTINGS:
-        if passthrough and key in passthrough:
-            settings[key] = passthrough[key]
+    settings = read_only_settings(limits, passthrough)
     try:
         result = backend.query(guarded.sql, fmt, params=bound or None, settings=settings)
     except BackendError as exc:

@@ -52,6 +52,21 @@ def user_message(message: str, database: str) -> str:
     return message.replace(f"`{database}`.", "").replace(f"{database}.", "")
 
 
+def read_only_settings(limits: SqlSettings, passthrough: Mapping[str, str] | None) -> dict[str, str | int]:
+    """Engine settings for a user's read query: read-only, bounded in time and
+    size; the query itself cannot change them (the guard refuses SETTINGS)."""
+    settings: dict[str, str | int] = {
+        "readonly": 1,
+        "max_execution_time": limits.max_execution_time_s,
+        "max_result_bytes": limits.max_result_bytes,
+        "result_overflow_mode": "throw",
+    }
+    for key in PASSTHROUGH_SETTINGS:
+        if passthrough and key in passthrough:
+            settings[key] = passthrough[key]
+    return settings
+
+
 def content_type(fmt: str) -> str:
     # tb CLI compares text/plain for equality: no charset parameter (SPEC §10.2).
     return CONTENT_TYPES.get(fmt, "text/plain")
@@ -122,15 +137,7 @@ def run_sql(
         ds_id = tables.get(name)
         if ds_id is not None and principal.read_filter(ds_id) is not None:
             raise QueryFailed(f"This token reads '{name}' through a row filter, which /v0/sql does not apply yet", 403)
-    settings: dict[str, str | int] = {
-        "readonly": 1,
-        "max_execution_time": limits.max_execution_time_s,
-        "max_result_bytes": limits.max_result_bytes,
-        "result_overflow_mode": "throw",
-    }
-    for key in PASSTHROUGH_SETTINGS:
-        if passthrough and key in passthrough:
-            settings[key] = passthrough[key]
+    settings = read_only_settings(limits, passthrough)
     try:
         result = backend.query(guarded.sql, guarded.format, settings=settings)
     except BackendError as exc:
