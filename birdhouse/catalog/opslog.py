@@ -23,13 +23,24 @@ from birdhouse.backends import Backend, BackendError
 from birdhouse.catalog.datasources import table_ref
 from birdhouse.catalog.models import DataSource, Workspace
 
-__all__ = ["OPS_LOG", "SERVICE_TABLES", "create_ops_log", "record_flush"]
+__all__ = [
+    "ENDPOINT_ERRORS",
+    "OPS_LOG",
+    "SERVICE_TABLES",
+    "create_endpoint_errors",
+    "create_ops_log",
+    "create_service_table",
+    "record_endpoint_error",
+    "record_flush",
+]
 
 log = logging.getLogger("birdhouse.opslog")
 
 OPS_LOG = "tinybird.datasources_ops_log"
+# One row per failed endpoint pipe request: why a dashboard shows nothing.
+ENDPOINT_ERRORS = "tinybird.endpoint_errors"
 # Service data sources readable through /v0/sql (ADMIN only), by written name.
-SERVICE_TABLES = frozenset({OPS_LOG})
+SERVICE_TABLES = frozenset({OPS_LOG, ENDPOINT_ERRORS})
 
 _UNKNOWN_TABLE = 60
 
@@ -112,3 +123,64 @@ def record_flush(
             log.error("could not write %s for %s: %s", OPS_LOG, datasource.name, exc.message)
             return False
     return False
+
+
+_ERROR_COLUMNS = ("pipe_id String", "pipe_name String", "params String", "status_code UInt16", "error String")
+
+
+class _EndpointError(msgspec.Struct):
+    timestamp: str
+    pipe_id: str
+    pipe_name: str
+    params: str
+    status_code: int
+    error: str
+
+
+def create_endpoint_errors(backend: Backend, workspace: Workspace) -> None:
+    caps = backend.capabilities
+    timestamp = "timestamp DateTime64(6, 'UTC')" if caps.datetime64 else "timestamp DateTime('UTC')"
+    ttl = " TTL toDateTime(timestamp) + INTERVAL 30 DAY" if caps.ttl else ""
+    backend.command(
+        f"CREATE TABLE IF NOT EXISTS {table_ref(workspace, ENDPOINT_ERRORS)} "
+        f"({', '.join((timestamp, *_ERROR_COLUMNS))}) "
+        f"ENGINE = MergeTree PARTITION BY toYYYYMM(timestamp) ORDER BY (pipe_name, timestamp){ttl}"
+    )
+
+
+def create_service_table(backend: Backend, workspace: Workspace, name: str) -> None:
+    """Create the service table ``name`` (one of SERVICE_TABLES) if missing."""
+    (create_ops_log if name == OPS_LOG else create_endpoint_errors)(backend, workspace)
+
+
+def record_endpoint_error(
+    backend: Backend,
+    workspace: Workspace,
+    pipe_id: str,
+    pipe_name: str,
+    params: dict[str, str],
+    status: int,
+    error: str,
+) -> bool:
+    """Log one failed endpoint request (never raises; False if not written)."""
+    now = dt.datetime.now(dt.UTC)
+    row = _EndpointError(
+        timestamp=now.strftime("%Y-%m-%d %H:%M:%S.%f" if backend.capabilities.datetime64 else "%Y-%m-%d %H:%M:%S"),
+        pipe_id=pipe_id,
+        pipe_name=pipe_name,
+        params=msgspec.json.encode(params).decode(),
+        status_code=status,
+        error=error,
+    )
+    try:
+        create_endpoint_errors(backend, workspace)
+        backend.insert(
+            table_ref(workspace, ENDPOINT_ERRORS),
+            msgspec.json.encode(row) + b"\n",
+            "JSONEachRow",
+            settings={"insert_deduplicate": 0},
+        )
+    except BackendError as exc:
+        log.error("could not write %s for %s: %s", ENDPOINT_ERRORS, pipe_name, exc.message)
+        return False
+    return True

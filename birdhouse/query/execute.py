@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from birdhouse.backends import Backend, BackendError
 from birdhouse.catalog.access import Principal
 from birdhouse.catalog.catalog import Catalog
-from birdhouse.catalog.opslog import OPS_LOG, SERVICE_TABLES, create_ops_log
+from birdhouse.catalog.opslog import SERVICE_TABLES, create_service_table
 from birdhouse.config import SqlSettings
 from birdhouse.query.guard import SqlRefused, guard_query
 
@@ -128,9 +128,9 @@ def run_sql(
         )
     except SqlRefused as exc:
         raise QueryFailed(exc.message, exc.status) from None
-    if OPS_LOG in guarded.tables:
-        try:  # a workspace that never flushed has no log yet: read it empty
-            create_ops_log(backend, workspace)
+    for service in SERVICE_TABLES & guarded.tables:
+        try:  # a workspace that never logged anything has no table yet: read it empty
+            create_service_table(backend, workspace, service)
         except BackendError as exc:
             raise QueryFailed(exc.message, 400, exc.code) from None
     for name in guarded.tables:

@@ -97,3 +97,33 @@ def test_ops_log_on_every_backend(target: Target) -> None:
         ("ok", 5, 1, None),
         ("error", 0, 0, "boom"),
     ]
+
+
+ENDPOINT = """
+NODE top
+SQL >
+    SELECT id FROM events WHERE id = {{String(wanted, 'x')}} LIMIT {{Int32(n, 10)}}
+TYPE ENDPOINT
+"""
+
+
+def test_endpoint_errors_are_logged_for_admins(local: Local) -> None:
+    from tests.pipes.conftest import create_pipe
+
+    local.create_datasource("events", SCHEMA)
+    assert create_pipe(local, "top_ids", ENDPOINT).status_code == 200
+    assert sql(local, "SELECT count() AS n FROM tinybird.endpoint_errors") == [{"n": 0}]
+    ok = local.client.get("/v0/pipes/top_ids.json", params={"wanted": "a"}, headers=local.auth())
+    assert ok.status_code == 200
+    bad = local.client.get("/v0/pipes/top_ids.json", params={"n": "many"}, headers=local.auth())
+    assert bad.status_code == 400
+    rows = sql(local, "SELECT pipe_name, params, status_code, error FROM tinybird.endpoint_errors")
+    assert len(rows) == 1
+    assert rows[0]["pipe_name"] == "top_ids" and rows[0]["status_code"] == 400
+    assert msgspec.json.decode(rows[0]["params"]) == {"n": "many"}
+    assert "n" in rows[0]["error"]
+    reader = local.create_token("reader", "DATASOURCES:READ:events")
+    denied = local.client.get(
+        "/v0/sql", params={"q": "SELECT * FROM tinybird.endpoint_errors"}, headers=local.auth(reader)
+    )
+    assert denied.status_code == 403
