@@ -79,6 +79,8 @@ class EventsSettings:
     retry_after_503_s: int = 1
     wait_timeout_ms: int = 10000
     expand_json_array_lines: bool = False
+    # A longer NDJSON line is quarantined unparsed (its first bytes quoted).
+    max_line_bytes: int = 67108864
     # JWTs with DATASOURCES:APPEND may send events (browser ingestion without a static token).
     accept_jwt: bool = False
     # Requests at least this large (or chunked) take one of a few slots per

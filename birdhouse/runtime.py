@@ -134,7 +134,7 @@ def open_runtime(settings: Settings, local: bool) -> Runtime:
             catalog=catalog,
             local=local,
             wal=wal,
-            ingestor=Ingestor(wal, settings.events.expand_json_array_lines),
+            ingestor=Ingestor(wal, settings.events.expand_json_array_lines, settings.events.max_line_bytes),
             flusher=flusher,
             dedup=dedup,
             limits=EventLimits(settings),

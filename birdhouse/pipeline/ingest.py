@@ -22,7 +22,8 @@ from birdhouse.wal import Ticket, Wal
 
 
 class Ingestor:
-    def __init__(self, wal: Wal, expand_json_array_lines: bool = False) -> None:
+    def __init__(self, wal: Wal, expand_json_array_lines: bool = False, max_line_bytes: int = 64 << 20) -> None:
+        self.max_line_bytes = max_line_bytes
         self.wal = wal
         self.committer = AsyncCommitter(wal)
         self.expand_json_array_lines = expand_json_array_lines
@@ -39,7 +40,9 @@ class Ingestor:
                 for stale in [k for k in self._converters if k[0] == datasource.id]:
                     del self._converters[stale]
                 found = self._converters[key] = Converter(
-                    datasource.columns, expand_json_array_lines=self.expand_json_array_lines
+                    datasource.columns,
+                    expand_json_array_lines=self.expand_json_array_lines,
+                    max_line_bytes=self.max_line_bytes,
                 )
             return found
 

@@ -142,8 +142,14 @@ class Converter:
     """
 
     def __init__(
-        self, columns: Sequence[Column], *, lenient: bool = False, expand_json_array_lines: bool = False
+        self,
+        columns: Sequence[Column],
+        *,
+        lenient: bool = False,
+        expand_json_array_lines: bool = False,
+        max_line_bytes: int = 64 * 1024 * 1024,
     ) -> None:
+        self.max_line_bytes = max_line_bytes
         self._plans = [_plan(c, lenient) for c in columns if c.jsonpath is not None and c.stored]
         self.columns: tuple[str, ...] = tuple(p.name for p in self._plans)
         by_name = {p.name: p for p in self._plans}
@@ -164,8 +170,16 @@ class Converter:
         bad: list[dict[str, Any]] = []
         notes: list[dict[str, Any]] = []
         decode = self._decoder.decode
+        max_line = self.max_line_bytes
         for lineno, line in enumerate(body.split(b"\n"), 1):
             if not line.strip(_JSON_WS):
+                continue
+            if len(line) > max_line:
+                # Parsing a pathological line would hold memory and the CPU for long;
+                # it is kept (quarantined, first bytes quoted), not parsed.
+                quoted = line_error_message(line[:1024]).removeprefix("Line is not a valid JSON: ")
+                message = f"Line exceeds {max_line} bytes and was not parsed: {quoted}"
+                self._line_error(bad, notes, lineno, message, details)
                 continue
             try:
                 obj = decode(line)

@@ -309,3 +309,13 @@ def test_deep_nesting_does_not_crash(events: Local) -> None:
     response = post(events, deep)
     assert response.status_code == 202
     assert sum(response.json().values()) == 1
+
+
+def test_line_length_cap_quarantines_without_parsing(make_local: Any) -> None:
+    local = make_local(**{"events.max_line_bytes": 1000})
+    local.create_datasource("events_test", SCHEMA)
+    long_line = json.dumps({"date": "2020-04-05 00:05:38", "city": "x" * 2000}).encode()
+    body = b'{"date": "2020-04-05 00:05:38", "city": "ok"}\n' + long_line
+    response = post(local, body, "name=events_test&wait=true&quarantine_details=true")
+    assert response.json()["successful_rows"] == 1 and response.json()["quarantined_rows"] == 1
+    assert response.json()["quarantine"][0]["errors"][0].startswith("Line exceeds 1000 bytes and was not parsed: '{")
