@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from urllib.parse import parse_qsl
+
 import msgspec
 from starlette.requests import Request
 
@@ -39,21 +41,35 @@ def _listify(value: Any) -> list[str]:
     return [value if isinstance(value, str) else msgspec.json.encode(value).decode()]
 
 
+async def capped_body(request: Request, max_bytes: int) -> bytes:
+    """The body, refused with 413 as soon as it passes ``max_bytes`` (never read whole first)."""
+    parts: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > max_bytes:
+            raise ApiError(413, f"Request body exceeds {max_bytes} bytes")
+        parts.append(chunk)
+    return b"".join(parts)
+
+
 async def read_params(request: Request, max_body_bytes: int = 1 << 20) -> Params:
     query: dict[str, list[str]] = {}
     for key, value in request.query_params.multi_items():
         query.setdefault(key, []).append(value)
     body: dict[str, list[str]] = {}
     content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
-    if content_type in ("application/x-www-form-urlencoded", "multipart/form-data"):
-        form = await request.form()
-        for key, item in form.multi_items():
-            if isinstance(item, str):
-                body.setdefault(key, []).append(item)
+    if content_type == "application/x-www-form-urlencoded":
+        raw = await capped_body(request, max_body_bytes)
+        for key, value in parse_qsl(raw.decode("utf-8", "replace"), keep_blank_values=True):
+            body.setdefault(key, []).append(value)
+    elif content_type == "multipart/form-data":
+        async with request.form(max_part_size=max_body_bytes) as form:
+            for key, item in form.multi_items():
+                if isinstance(item, str):
+                    body.setdefault(key, []).append(item)
     elif content_type == "application/json":
-        raw = await request.body()
-        if len(raw) > max_body_bytes:
-            raise ApiError(413, f"Request body exceeds {max_body_bytes} bytes")
+        raw = await capped_body(request, max_body_bytes)
         if raw.strip():
             try:
                 decoded = msgspec.json.decode(raw)
