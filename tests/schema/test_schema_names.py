@@ -13,7 +13,7 @@ from birdhouse.schema.names import (
 )
 
 
-@pytest.mark.parametrize("name", ["events", "_x", "A1_b2", "a" * 255, "analytics_events"])
+@pytest.mark.parametrize("name", ["events", "_x", "A1_b2", "a" * 160, "analytics_events"])
 def test_valid_datasource_names(name: str) -> None:
     assert validate_datasource_name(name) == name
     assert DS_NAME_RE.fullmatch(name)
@@ -38,6 +38,8 @@ def test_valid_datasource_names(name: str) -> None:
             "Invalid data source name 'events_quarantine': it must not end in '_quarantine'",
         ),
         ("a" * 256, "it is 256 characters long, the maximum is 255"),
+        # The engine's table-name limit in a workspace database, with room for "_quarantine".
+        ("a" * 161, "it is 161 characters long, the maximum is 160"),
     ],
 )
 def test_invalid_datasource_names(name: str, message: str) -> None:
