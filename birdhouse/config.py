@@ -31,6 +31,9 @@ class ServerSettings:
     log_level: str = "info"
     # text or json (one object per line, with the request id).
     log_format: str = "text"
+    # One log line per request (off by default: a line per event request costs
+    # a visible share of small requests; /metrics counts them either way).
+    access_log: bool = False
     # If set, GET /metrics requires "Authorization: Bearer <metrics_token>".
     metrics_token: str = ""
     # Slow clients: headers must arrive within this (granian closes the

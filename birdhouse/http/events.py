@@ -35,6 +35,7 @@ from birdhouse.http.events_input import (
     resolve,
 )
 from birdhouse.http.limits import Refused
+from birdhouse.ids import new_request_id
 from birdhouse.pipeline.accept import Unavailable, accept
 from birdhouse.pipeline.dedup import Entry, body_key, idempotency_key
 from birdhouse.pipeline.deliver import Failure
@@ -234,7 +235,7 @@ async def _accept(request: Request, job: Job, headers: dict[str, str]) -> Accept
     shown = converted.details if job.details else None
     if not converted.successful_rows and not converted.quarantined_rows:
         return _success(200 if job.wait else 202, 0, 0, shown, headers)
-    request_id = uuid.uuid4().hex
+    request_id = new_request_id()
     if rt.settings.wal.unsafe_ack_before_write:
         _unsafe_accept_later(rt, job, converted, request_id)
         return _success(202, converted.successful_rows, converted.quarantined_rows, shown, headers)

@@ -11,10 +11,10 @@ from __future__ import annotations
 import logging
 import re
 import time
-import uuid
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from birdhouse.ids import new_request_id
 from birdhouse.logs import request_id
 
 log = logging.getLogger("birdhouse.access")
@@ -32,7 +32,7 @@ class RequestContext:
             await self.app(scope, receive, send)
             return
         incoming = dict(scope.get("headers") or []).get(b"x-request-id", b"").decode("latin-1")
-        rid = incoming if _INCOMING_ID.fullmatch(incoming) else uuid.uuid4().hex
+        rid = incoming if _INCOMING_ID.fullmatch(incoming) else new_request_id()
         token = request_id.set(rid)
         status = 500
         started = time.monotonic()
@@ -49,17 +49,22 @@ class RequestContext:
         finally:
             route = scope.get("route")
             template = getattr(route, "path", "unmatched")
-            runtime = getattr(scope.get("app"), "state", None)
-            metrics = getattr(getattr(runtime, "runtime", None), "metrics", None)
-            if metrics is not None:
-                metrics.requests.inc(1, template, scope["method"], str(status))
-            duration_ms = round((time.monotonic() - started) * 1000, 2)
-            log.info(
-                "%s %s %s %.1fms",
-                scope["method"],
-                scope["path"],
-                status,
-                duration_ms,
-                extra={"method": scope["method"], "path": scope["path"], "status": status, "duration_ms": duration_ms},
-            )
+            state = getattr(scope.get("app"), "state", None)
+            runtime = getattr(state, "runtime", None)
+            if runtime is not None:
+                runtime.metrics.requests.inc(1, template, scope["method"], str(status))
+            if runtime is not None and runtime.settings.server.access_log:
+                self._access(scope, status, started)
             request_id.reset(token)
+
+    @staticmethod
+    def _access(scope: Scope, status: int, started: float) -> None:
+        duration_ms = round((time.monotonic() - started) * 1000, 2)
+        log.info(
+            "%s %s %s %.1fms",
+            scope["method"],
+            scope["path"],
+            status,
+            duration_ms,
+            extra={"method": scope["method"], "path": scope["path"], "status": status, "duration_ms": duration_ms},
+        )

@@ -8,7 +8,6 @@ wins, as everywhere in the API (SPEC §1.2: first occurrence wins).
 from __future__ import annotations
 
 from typing import Any
-
 from urllib.parse import parse_qsl
 
 import msgspec

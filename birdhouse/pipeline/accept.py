@@ -10,13 +10,13 @@ process; it does not mean they are in the database yet.
 from __future__ import annotations
 
 import logging
-import uuid
 from typing import TYPE_CHECKING
 
 from starlette.concurrency import run_in_threadpool
 
 from birdhouse.backends import BackendError
 from birdhouse.catalog.models import DataSource, Workspace
+from birdhouse.ids import new_request_id
 from birdhouse.pipeline.deliver import Transient, insert_quarantine
 from birdhouse.pipeline.records import AcceptedBatch
 from birdhouse.schema.convert import Converted
@@ -46,7 +46,7 @@ async def accept(
         raise Unavailable("shutting down")
     if rt.flusher.backend_down_for() > rt.settings.flush.backend_down_deadline_s:
         raise Unavailable("the database has been unavailable for too long")
-    request_id = request_id or uuid.uuid4().hex
+    request_id = request_id or new_request_id()
     try:
         ticket, batch = await rt.ingestor.accept_async(workspace, datasource, converted, request_id, dedup_key)
     except WalError as exc:
