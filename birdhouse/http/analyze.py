@@ -22,6 +22,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from birdhouse.catalog.autocreate import INVALID_DATA
 from birdhouse.http.auth import runtime, workspace_principal
 from birdhouse.http.compression import GZIP_MAGIC, ZSTD_MAGIC, BodyError, decode, encoding_of
 from birdhouse.http.errors import ApiError
@@ -37,9 +38,6 @@ __all__ = ["INVALID_DATA", "PREVIEW_ROWS", "REMOTE_URLS", "analysis_json", "anal
 SAMPLE_INITIAL_BYTES: Final = 65_536
 SAMPLE_MAX_BYTES: Final = 10 * 1024 * 1024
 PREVIEW_ROWS: Final = 10
-INVALID_DATA: Final = (
-    "Analysis error, invalid data. We could not infer the schema, please create the datasource manually"
-)
 REMOTE_URLS: Final = "Analyzing remote URLs is disabled on this server; send the data in the body"
 _DECODER: Final = msgspec.json.Decoder(float_hook=Decimal)
 
