@@ -106,32 +106,39 @@ class Catalog:
         self.workspaces, self.tokens, self.datasources, self.pipes = workspaces, tokens, datasources, pipes
         self._by_digest = {_digest(t.token): t.id for t in tokens.values()}
 
+    # Writes replace the cache dicts instead of mutating them (copy on write):
+    # requests iterate them on the event loop while catalog writes run in
+    # worker threads, and the catalog is small.
+
     def _put(self, record: Record) -> None:
         self.store.save(record)
         if isinstance(record, Workspace):
-            self.workspaces[record.id] = record
+            self.workspaces = {**self.workspaces, record.id: record}
         elif isinstance(record, Token):
             old = self.tokens.get(record.id)
+            digests = dict(self._by_digest)
             if old is not None:
-                self._by_digest.pop(_digest(old.token), None)
-            self.tokens[record.id] = record
-            self._by_digest[_digest(record.token)] = record.id
+                digests.pop(_digest(old.token), None)
+            digests[_digest(record.token)] = record.id
+            self.tokens = {**self.tokens, record.id: record}
+            self._by_digest = digests
         elif isinstance(record, Pipe):
-            self.pipes[record.id] = record
+            self.pipes = {**self.pipes, record.id: record}
         elif isinstance(record, DataSource):
-            self.datasources[record.id] = record
+            self.datasources = {**self.datasources, record.id: record}
 
     def _drop(self, record: Record) -> None:
         self.store.delete(record)
         if isinstance(record, Workspace):
-            self.workspaces.pop(record.id, None)
+            self.workspaces = {k: v for k, v in self.workspaces.items() if k != record.id}
         elif isinstance(record, Token):
-            self.tokens.pop(record.id, None)
-            self._by_digest.pop(_digest(record.token), None)
+            self.tokens = {k: v for k, v in self.tokens.items() if k != record.id}
+            digest = _digest(record.token)
+            self._by_digest = {k: v for k, v in self._by_digest.items() if k != digest}
         elif isinstance(record, Pipe):
-            self.pipes.pop(record.id, None)
+            self.pipes = {k: v for k, v in self.pipes.items() if k != record.id}
         elif isinstance(record, DataSource):
-            self.datasources.pop(record.id, None)
+            self.datasources = {k: v for k, v in self.datasources.items() if k != record.id}
 
     # --------------------------------------------------------- workspaces
 

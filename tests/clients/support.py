@@ -20,7 +20,7 @@ from tests.server import LocalServer
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parents[1]
 INSTALL_SCRIPT = REPO / "scripts" / "install-clients"
-VENVS = HERE / ".venvs"
+VENVS = REPO / ".clients" / "venvs"
 NODE_DIR = HERE / "node"
 NODE_MODULES = NODE_DIR / "node_modules"
 DATAFILES = HERE / "datafiles"
