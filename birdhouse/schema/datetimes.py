@@ -14,6 +14,8 @@ negative values included; a quoted epoch is misread by the best-effort parser).
 
 from __future__ import annotations
 
+import functools
+
 import re
 from dataclasses import dataclass, field
 from decimal import ROUND_FLOOR, Context, Decimal, InvalidOperation
@@ -76,6 +78,9 @@ def _leap(y: int) -> bool:
     return y % 4 == 0 and (y % 100 != 0 or y % 400 == 0)
 
 
+# Events of one batch mostly share their timestamps' text (many events per
+# second): a cache hit skips the regex and the calendar arithmetic.
+@functools.lru_cache(maxsize=16384)
 def parse_datetime_text(text: str) -> tuple[int, int] | None:
     """``(epoch seconds, nanos)`` of an ISO 8601 / RFC 3339 string, or None if it is not one.
 
