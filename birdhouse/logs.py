@@ -21,7 +21,9 @@ request_id: contextvars.ContextVar[str] = contextvars.ContextVar("birdhouse_requ
 
 class _RequestIdFilter(logging.Filter):
     def filter(self, record: logging.LogRecord) -> bool:
-        record.request_id = request_id.get()
+        rid = request_id.get()
+        record.request_id = rid
+        record.request_tag = f"[{rid}] " if rid else ""  # text lines outside requests get no empty []
         return True
 
 
@@ -44,7 +46,7 @@ class JsonFormatter(logging.Formatter):
         return msgspec.json.encode(entry).decode()
 
 
-TEXT_FORMAT = "%(asctime)s %(levelname)s %(name)s [%(request_id)s] %(message)s"
+TEXT_FORMAT = "%(asctime)s %(levelname)s %(name)s %(request_tag)s%(message)s"
 
 
 def configure_logging(level: str = "info", fmt: str = "text") -> None:
