@@ -28,6 +28,7 @@ from birdhouse.http import (
     analyze,
     console,
     datasources,
+    deadletter,
     events,
     imports,
     local,
@@ -69,6 +70,7 @@ def routes() -> list[BaseRoute]:
         *pipes.routes,
         *imports.routes,
         *openapi.routes,
+        *deadletter.routes,
     ]
 
 

@@ -389,5 +389,30 @@ def workspace_rm(name_or_id: str, host: str | None, token: str | None) -> None:
     console.print(f"removed workspace {name_or_id}", highlight=False)
 
 
+@main.group()
+def deadletter() -> None:
+    """List and repair rows the database refused (needs the user token)."""
+
+
+@deadletter.command("ls")
+@_client_options
+def deadletter_ls(host: str | None, token: str | None) -> None:
+    """List dead letters with their error and the views that failed."""
+    found = _call(host, _user_token(host, token), "GET", "/v0/deadletter")["letters"]
+    _table(
+        ["name", "rows", "failed views", "error"],
+        [[d["name"], d["rows"], ", ".join(d["failed_views"]), d["error"][:120]] for d in found],
+    )
+
+
+@deadletter.command("replay")
+@click.argument("name")
+@_client_options
+def deadletter_replay(name: str, host: str | None, token: str | None) -> None:
+    """Repair one letter: re-run only its failed views, or deliver its rows again."""
+    _call(host, _user_token(host, token), "POST", f"/v0/deadletter/{name}/replay")
+    console.print(f"repaired {name}", highlight=False)
+
+
 if __name__ == "__main__":  # pragma: no cover
     main()

@@ -174,7 +174,7 @@ def _sample_value(param: TemplateParam) -> str:
 # ------------------------------------------------------- materialized views
 
 
-def _mv_statement(
+def mv_statement(
     catalog: Catalog, workspace: Workspace, pipe_name: str, nodes: Sequence[PipeNode], index: int
 ) -> tuple[str, str]:
     """``(view name, CREATE MATERIALIZED VIEW …)`` for ``nodes[index]``, validated."""
@@ -236,7 +236,7 @@ def _mv_statements(
     catalog: Catalog, workspace: Workspace, pipe_name: str, nodes: Sequence[PipeNode]
 ) -> list[tuple[str, str]]:
     return [
-        _mv_statement(catalog, workspace, pipe_name, nodes, i) for i, n in enumerate(nodes) if n.type == "materialized"
+        mv_statement(catalog, workspace, pipe_name, nodes, i) for i, n in enumerate(nodes) if n.type == "materialized"
     ]
 
 

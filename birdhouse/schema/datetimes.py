@@ -15,7 +15,6 @@ negative values included; a quoted epoch is misread by the best-effort parser).
 from __future__ import annotations
 
 import functools
-
 import re
 from dataclasses import dataclass, field
 from decimal import ROUND_FLOOR, Context, Decimal, InvalidOperation

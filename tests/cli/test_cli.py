@@ -41,7 +41,20 @@ def run(server: LocalServer, *args: str, token: str | None = None) -> tuple[int,
 
 @pytest.mark.parametrize(
     "command",
-    [[], ["local"], ["serve"], ["deploy"], ["token"], ["token", "create"], ["datasource"], ["sql"], ["workspace"]],
+    [
+        [],
+        ["local"],
+        ["serve"],
+        ["deploy"],
+        ["token"],
+        ["token", "create"],
+        ["datasource"],
+        ["sql"],
+        ["workspace"],
+        ["append"],
+        ["deadletter"],
+        ["deadletter", "replay"],
+    ],
 )
 def test_every_command_has_help(command: list[str]) -> None:
     result = CliRunner().invoke(main, [*command, "--help"])
