@@ -51,6 +51,10 @@ class Autocreator:
             raise AutocreateError(503, "") from None
         try:
             existing = self.catalog.find_datasource(workspace.id, name)
+            if existing is None and self.catalog.shared:
+                # Another node may have created it since this request looked.
+                await run_in_threadpool(self.catalog.refresh)
+                existing = self.catalog.find_datasource(workspace.id, name)
             if existing is not None:
                 return existing
             return await run_in_threadpool(self._create, workspace, name, body)

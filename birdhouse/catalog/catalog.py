@@ -60,6 +60,8 @@ class Catalog:
         # about the stored strings; the final comparison is constant-time.
         self._by_digest: dict[bytes, str] = {}
         self._miss_refreshed: dict[str, float] = {}
+        # Other nodes write this catalog too (a ClickHouse backend), so a miss may be news.
+        self.shared = not backend.dsn.startswith("chdb://")
 
     # ------------------------------------------------------------ loading
 
@@ -79,11 +81,22 @@ class Catalog:
         another node may have just minted it. Only holders of the signing
         secret can produce such ids, so keying the rate limit by token id
         bounds reloads (a revoked token reloads at most once a second)."""
+        return self._refresh_once(token_id)
+
+    def refresh_for_missing_datasource(self, workspace_id: str, name: str) -> bool:
+        """Reload once (per name and second) before treating a data source as
+        missing, when nodes share the catalog: another node may have just
+        created it, and auto-creating it again would fail or duplicate."""
+        if not self.shared:
+            return False
+        return self._refresh_once(f"ds\0{workspace_id}\0{name}")
+
+    def _refresh_once(self, key: str) -> bool:
         now = time.monotonic()
-        last = self._miss_refreshed.get(token_id)
+        last = self._miss_refreshed.get(key)
         if last is not None and now - last < 1.0:
             return False
-        self._miss_refreshed[token_id] = now
+        self._miss_refreshed[key] = now
         if len(self._miss_refreshed) > 10000:
             self._miss_refreshed.clear()
         self.refresh()

@@ -124,7 +124,7 @@ async def _ingest(request: Request, headers: dict[str, str]) -> Response:
         decision = rt.limits.jwt(principal.token.id, principal.rps, decision)
         if decision is not None:
             headers.update(decision.headers())
-    datasource = resolve(request, principal, name)
+    datasource = await resolve(request, principal, name)
     if datasource is not None:
         decision = rt.limits.datasource(workspace, datasource, decision)
         if decision is not None:

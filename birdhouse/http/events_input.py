@@ -60,11 +60,15 @@ def parameters(request: Request) -> tuple[str, str]:
     return name, fmt
 
 
-def resolve(request: Request, principal: Principal, name: str) -> DataSource | None:
+async def resolve(request: Request, principal: Principal, name: str) -> DataSource | None:
     """Step 5. None means: missing, and this token may create it (classic mode)."""
     assert principal.workspace is not None
     rt = runtime(request)
     datasource = rt.catalog.find_datasource(principal.workspace.id, name)
+    if datasource is None and rt.catalog.shared:
+        workspace_id = principal.workspace.id
+        if await run_in_threadpool(rt.catalog.refresh_for_missing_datasource, workspace_id, name):
+            datasource = rt.catalog.find_datasource(workspace_id, name)
     if datasource is None:
         base = name.removesuffix("_quarantine")
         if base != name and rt.catalog.find_datasource(principal.workspace.id, base) is not None:
