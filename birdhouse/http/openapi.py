@@ -831,6 +831,70 @@ def _alias(operation: dict[str, Any], suffix: str) -> dict[str, Any]:
     return copied
 
 
+_OBJECT: Final[Schema] = {"type": "object"}
+
+
+def _operation(
+    operation_id: str, tag: str, ok: str, extra: dict[str, Any] | None = None, **more: Any
+) -> dict[str, Any]:
+    """A secured JSON operation whose errors are the API's ``{"error"}`` shape."""
+    responses: dict[str, Any] = {"200": _json(ok, _OBJECT), "400": _error("Invalid parameters."), **_auth_errors()}
+    responses.update(extra or {})
+    return {"operationId": operation_id, "tags": [tag], "security": SECURED, "responses": responses, **more}
+
+
+WORKSPACE_CURRENT: Final = _operation("workspace_current", "local", "The token's workspace (tb CLI 4.x checks it).")
+JOBS_LIST: Final = _operation(
+    "jobs_list",
+    "datasources",
+    "`{jobs: [Job]}`: the last 100 import jobs this token can see.",
+    parameters=[_query("status", {"type": "string"}), _query("kind", {"type": "string"})],
+)
+JOB_GET: Final = _operation(
+    "job_get", "datasources", "One job (SPEC §10.3).", parameters=[_path("job_id", "The job (import) id.")]
+)
+JOB_CANCEL: Final = _operation(
+    "job_cancel",
+    "datasources",
+    "Never: accepted rows cannot be cancelled (400).",
+    parameters=[_path("job_id", "The job (import) id.")],
+)
+V1_APPEND: Final = _operation(
+    "v1_datasource_append",
+    "datasources",
+    "A job for the appended rows (durable in the write-ahead log).",
+    {
+        "413": _error("Body over the caps."),
+        "415": _error("Unsupported Content-Encoding."),
+        "503": _error("Nothing was accepted; retry."),
+    },
+    parameters=[_path("name", "Data source name or id."), _query("format", {"type": "string"})],
+    requestBody={"required": False, "content": {"application/x-ndjson": {"schema": {"type": "string"}}}},
+)
+PIPES_LIST: Final = _operation("pipes_list", "pipes", "`{pipes: [Pipe]}` this token can see.")
+PIPE_GET: Final = _operation(
+    "pipe_get",
+    "pipes",
+    "The pipe, its datafile (`.pipe`) or an endpoint's result (`.json`, `.csv`, `.ndjson`, `.parquet`).",
+    {"408": _error("The endpoint query timed out."), "501": _error("The storage cannot guard queries.")},
+    parameters=[_path("name", "Pipe name, optionally with a format suffix.")],
+)
+PIPE_DELETE: Final = _operation(
+    "pipe_delete",
+    "pipes",
+    "Deleted (its materialized views are dropped).",
+    {"204": {"description": "Deleted."}},
+    parameters=[_path("name", "Pipe name or id.")],
+)
+DEADLETTER_LIST: Final = _operation("deadletter_list", "local", "`{letters: [...]}` (user token).")
+DEADLETTER_REPLAY: Final = _operation(
+    "deadletter_replay",
+    "local",
+    "Repaired: the failed views re-ran over the parked rows, or the rows were delivered again.",
+    {"409": _error("Not repaired; the reason is given.")},
+    parameters=[_path("name", "The letter's file name.")],
+)
+
 PATHS: Final[dict[str, dict[str, Any]]] = {
     "/v0/events": {"post": EVENTS_POST, "options": EVENTS_OPTIONS},
     "/v0/events/": {"post": _alias(EVENTS_POST, "slash"), "options": _alias(EVENTS_OPTIONS, "slash")},
@@ -861,6 +925,15 @@ PATHS: Final[dict[str, dict[str, Any]]] = {
     "/ping": {"get": PING},
     "/metrics": {"get": METRICS},
     "/v0/openapi.json": {"get": OPENAPI_GET},
+    "/v1/workspace": {"get": WORKSPACE_CURRENT},
+    "/v0/jobs": {"get": JOBS_LIST},
+    "/v0/jobs/{job_id}": {"get": JOB_GET},
+    "/v0/jobs/{job_id}/cancel": {"post": JOB_CANCEL},
+    "/v1/datasources/{name}/append": {"post": V1_APPEND},
+    "/v0/pipes": {"get": PIPES_LIST},
+    "/v0/pipes/{name}": {"get": PIPE_GET, "delete": PIPE_DELETE},
+    "/v0/deadletter": {"get": DEADLETTER_LIST},
+    "/v0/deadletter/{name}/replay": {"post": DEADLETTER_REPLAY},
 }
 
 OPENAPI: Final[dict[str, Any]] = {
@@ -880,6 +953,7 @@ OPENAPI: Final[dict[str, Any]] = {
         {"name": "tokens", "description": "Tokens API (SPEC §7.5)"},
         {"name": "workspaces", "description": "Workspace management with the user token (SPEC §10.4)"},
         {"name": "local", "description": "Tinybird Local compatibility and health (SPEC §10.4)"},
+        {"name": "pipes", "description": "Materialized views and endpoint pipes (SPEC §0.4, §8.4)"},
     ],
     "paths": PATHS,
     "components": {
