@@ -12,25 +12,8 @@ from click.testing import CliRunner
 from birdhouse.cli import main
 from tests.server import LocalServer
 
-ANALYTICS = """TOKEN "tracker" APPEND
-
-DESCRIPTION >
-    Analytics events landing data source
-
-SCHEMA >
-    `timestamp` DateTime `json:$.timestamp`,
-    `session_id` String `json:$.session_id`,
-    `action` LowCardinality(String) `json:$.action`,
-    `version` LowCardinality(String) `json:$.version`,
-    `payload` String `json:$.payload`,
-    `tenant_id` String `json:$.tenant_id` DEFAULT '',
-    `domain` String `json:$.domain` DEFAULT ''
-
-ENGINE "MergeTree"
-ENGINE_PARTITION_KEY "toYYYYMM(timestamp)"
-ENGINE_SORTING_KEY "timestamp"
-ENGINE_TTL "timestamp + toIntervalDay(60)"
-"""
+# The web analytics starter kit's datafile, as the client tests deploy it.
+ANALYTICS = (Path(__file__).resolve().parents[1] / "clients" / "datafiles" / "analytics_events.datasource").read_text()
 
 
 def run(server: LocalServer, *args: str, token: str | None = None) -> tuple[int, str]:
