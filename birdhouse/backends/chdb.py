@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from birdhouse.backends.base import BackendError, Capabilities, QueryResult
+from birdhouse.backends.chdb_journal import InsertJournal
 
 _CODE_RE = re.compile(r"Code:\s*(\d+)")
 # The engine appends its version and a stack-trace hint; people need neither.
@@ -56,11 +57,13 @@ class ChdbBackend:
         self.path.mkdir(parents=True, exist_ok=True)
         self.dsn = f"chdb://{self.path}"
         self._lock = threading.Lock()
-        self._views: dict[str, bool] = {}
+        self._tables: dict[str, tuple[bool, str | None]] = {}
         try:
             self._session: Any = session.Session(str(self.path))  # type: ignore[no-untyped-call]
         except Exception as exc:
             raise _error(exc) from exc
+        # After the engine loaded its parts: it resolves an insert left in flight.
+        self._journal = InsertJournal(self.path)
         version = self.query("SELECT version()", "TSVRaw").body.decode().strip()
         self.capabilities = Capabilities(version=version)
 
@@ -87,7 +90,7 @@ class ChdbBackend:
         )
 
     def command(self, sql: str, settings: Mapping[str, str | int] | None = None) -> None:
-        self._views.clear()  # DDL may add or drop materialized views
+        self._tables.clear()  # DDL may add views, or replace a table (new data directory)
         self._command(sql, settings)
 
     def _command(self, sql: str, settings: Mapping[str, str | int] | None = None) -> None:
@@ -112,41 +115,49 @@ class ChdbBackend:
         settings: Mapping[str, str | int] | None = None,
     ) -> int:
         column_list = " (" + ", ".join(f"`{c}`" for c in columns) + ")" if columns else ""
+        token = str((settings or {}).get("insert_deduplication_token", ""))
+        # The streaming inserter swallows errors raised by dependent
+        # materialized views (the landing block commits, the view gets
+        # nothing, nothing is raised); the query path reports them.
+        by_query, table_dir = self._table(table)
+        if not token:
+            table_dir = None
+        if token:
+            settings = {**(settings or {}), "insert_deduplication_token": self._journal.token_for(token)}
         statement = f"INSERT INTO {table}{column_list}{_settings_clause(settings)}"
-        if self._has_views(table):
-            # The streaming inserter swallows errors raised by dependent
-            # materialized views (the landing block commits, the view gets
-            # nothing, nothing is raised); the query path reports them.
-            return self._insert_reporting_views(statement, fmt, data)
         with self._lock:
+            if table_dir is not None:
+                self._journal.begin(token, table_dir)
             try:
-                with self._session.send_insert(statement, fmt) as inserter:
-                    inserter.append(data)
-                    result = inserter.finish()
+                if by_query:
+                    result = self._session.query(f"{statement} FORMAT {fmt}\n" + data.decode("utf-8"), "TSVRaw")
+                    written = int(result.rows_written()) if result is not None else 0
+                else:
+                    with self._session.send_insert(statement, fmt) as inserter:
+                        inserter.append(data)
+                        written = int(inserter.finish().rows_written)
             except Exception as exc:
                 raise _error(exc) from exc
-        return int(result.rows_written)
+            finally:
+                # Failed or not, the insert is over: nothing is left in flight.
+                if table_dir is not None:
+                    self._journal.done()
+        return written
 
-    def _insert_reporting_views(self, statement: str, fmt: str, data: bytes) -> int:
-        with self._lock:
-            try:
-                result = self._session.query(f"{statement} FORMAT {fmt}\n" + data.decode("utf-8"), "TSVRaw")
-            except Exception as exc:
-                raise _error(exc) from exc
-        return int(result.rows_written()) if result is not None else 0
-
-    def _has_views(self, table: str) -> bool:
-        """Whether materialized views read ``table`` (cached; DDL clears the cache)."""
-        found = self._views.get(table)
+    def _table(self, table: str) -> tuple[bool, str | None]:
+        """Whether materialized views read ``table``, and its data directory
+        if it is a MergeTree (cached; DDL clears the cache)."""
+        found = self._tables.get(table)
         if found is None:
             database, _, name = table.replace("`", "").partition(".")
             result = self.query(
-                "SELECT length(dependencies_table) > 0 FROM system.tables "
+                "SELECT length(dependencies_table) > 0, engine, data_paths[1] FROM system.tables "
                 "WHERE database = {d:String} AND name = {t:String}",
                 "TSVRaw",
                 params={"d": database, "t": name},
             )
-            found = self._views[table] = result.body.strip() == b"1"
+            views, engine, path = [*result.body.decode().rstrip("\n").split("\t"), "", "", ""][:3]
+            found = self._tables[table] = (views == "1", path if engine.endswith("MergeTree") and path else None)
         return found
 
     def close(self) -> None:
@@ -154,3 +165,4 @@ class ChdbBackend:
             session, self._session = self._session, None
             if session is not None:
                 session.close()
+            self._journal.close()

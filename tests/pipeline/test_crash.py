@@ -87,13 +87,27 @@ def run_harness(data_dir: Path, rounds: int, env: dict[str, str]) -> tuple[set[s
     return acked, _stored(data_dir, env)
 
 
+def _diagnostics(data_dir: Path) -> str:
+    """What a failure report needs: the servers' warnings and any dead letters."""
+    lines = [
+        f"{log.name}: {line}"
+        for log in sorted(data_dir.parent.glob("server-*.log"))
+        for line in log.read_text(errors="replace").splitlines()
+        if " WARNING " in line or " ERROR " in line or "Traceback" in line
+    ]
+    letters = sorted(p.name for p in (data_dir / "deadletter").glob("*")) if (data_dir / "deadletter").exists() else []
+    return "\n".join([*lines[-40:], f"dead letters: {letters}"])
+
+
 def test_kill9_loses_no_acknowledged_row_and_doubles_none(tmp_path: Path) -> None:
     acked, stored = run_harness(tmp_path / "data", rounds=10, env={})
     assert len(acked) > 500, "the harness must acknowledge a meaningful number of rows"
     missing = acked - stored.keys()
     doubled = {k: v for k, v in stored.items() if v != 1}
-    assert not missing, f"{len(missing)} acknowledged rows lost, e.g. {sorted(missing)[:5]}"
-    assert not doubled, f"rows stored more than once: {list(doubled.items())[:5]}"
+    assert not missing, (
+        f"{len(missing)} acknowledged rows lost, e.g. {sorted(missing)[:5]}\n{_diagnostics(tmp_path / 'data')}"
+    )
+    assert not doubled, f"rows stored more than once: {list(doubled.items())[:5]}\n{_diagnostics(tmp_path / 'data')}"
 
 
 def test_negative_control_ack_before_write_is_detected(tmp_path: Path) -> None:
