@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 from birdhouse.catalog.models import Token, Workspace
@@ -68,6 +69,12 @@ class Principal:
             or self._has("DATASOURCES:CREATE")
             or any(s.resource == datasource_id for s in self.token.scopes)
         )
+
+    def row_filters(self, tables: Mapping[str, str]) -> dict[str, str]:
+        """Table name → row filter, for the ``tables`` (name → data source id)
+        this principal reads through a filter."""
+        found = {name: self.read_filter(ds_id) for name, ds_id in tables.items() if ds_id}
+        return {name: text for name, text in found.items() if text is not None}
 
     def read_filter(self, datasource_id: str) -> str | None:
         """The row filter of a ``DATASOURCES:READ:<ds>:<filter>`` grant, if any

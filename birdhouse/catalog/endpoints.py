@@ -22,6 +22,7 @@ from birdhouse.catalog.pipes import endpoint_node, guard_pipe_sql, node_query, w
 from birdhouse.config import SqlSettings
 from birdhouse.query.errors import SqlRefused
 from birdhouse.query.execute import TIMEOUT_CODES, QueryOutput, content_type, read_only_settings
+from birdhouse.query.guard import check_filter
 from birdhouse.schema.pipefile import TemplateParam
 from birdhouse.schema.types import int_range
 
@@ -121,33 +122,26 @@ def run_endpoint(
     bound = bind_params(params, values)
     tables = workspace_tables(catalog, workspace)
     whole_pipe = may_read_pipe(principal, pipe)
-    for scope in principal.token.scopes:
-        if (
-            scope.type == "PIPES:READ"
-            and scope.resource == pipe.id
-            and scope.filter is not None
-            and not principal.is_admin
-        ):
-            raise PipeQueryFailed(
-                "This token reads the pipe through a row filter, which birdhouse does not apply yet", 403
-            )
+    if not principal.is_admin:
+        pipe_filters = [s.filter for s in principal.token.scopes if s.type == "PIPES:READ" and s.resource == pipe.id]
+        if pipe_filters and None not in pipe_filters:
+            # PIPES:READ:<pipe>:<filter> filters the endpoint's rows.
+            try:
+                row_filter = check_filter(pipe_filters[0] or "")
+            except SqlRefused as exc:
+                raise PipeQueryFailed(exc.message, 400) from None
+            sql = f"SELECT * FROM ({sql}) WHERE ({row_filter})"
 
     def readable(name: str) -> bool:
         ds_id = tables.get(name)
         return ds_id is not None and (whole_pipe or principal.can_read(ds_id))
 
     try:
-        guarded = guard_pipe_sql(backend, workspace, sql, tables, readable, bound)
+        guarded = guard_pipe_sql(backend, workspace, sql, tables, readable, bound, principal.row_filters(tables))
     except SqlRefused as exc:
         raise PipeQueryFailed(exc.message, exc.status) from None
     except CatalogError as exc:
         raise PipeQueryFailed(exc.message, exc.status) from None
-    if not whole_pipe:
-        for name in guarded.tables:
-            if principal.read_filter(tables[name]) is not None:
-                raise PipeQueryFailed(
-                    f"This token reads '{name}' through a row filter, which pipes do not apply yet", 403
-                )
     settings = read_only_settings(limits, passthrough)
     try:
         result = backend.query(guarded.sql, fmt, params=bound or None, settings=settings)

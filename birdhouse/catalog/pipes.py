@@ -148,6 +148,7 @@ def guard_pipe_sql(
     tables: Mapping[str, str],
     readable: Callable[[str], bool],
     params: Mapping[str, str],
+    filters: Mapping[str, str] | None = None,
 ) -> GuardedQuery:
     if not backend.capabilities.explain_ast or not backend.capabilities.query_params:
         raise CatalogError(
@@ -161,7 +162,12 @@ def guard_pipe_sql(
         return backend.query("EXPLAIN AST " + text, "TSVRaw", params=dict(params) or None).body.decode()
 
     return guard_query(
-        sql, database=workspace.database, known_tables=tables.keys(), readable=readable, explain_ast=explain
+        sql,
+        database=workspace.database,
+        known_tables=tables.keys(),
+        readable=readable,
+        explain_ast=explain,
+        filters=filters,
     )
 
 

@@ -20,6 +20,9 @@ from dataclasses import dataclass
 
 import msgspec
 
+from birdhouse.query.errors import SqlRefused
+from birdhouse.query.guard import check_filter
+
 
 def _b64(data: bytes) -> str:
     return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
@@ -129,5 +132,10 @@ def parse_scope(text: str) -> Scope:
         sql_filter = parts[3] if len(parts) > 3 and parts[3] else None
         if sql_filter is not None and kind not in FILTER_SCOPES:
             raise ScopeError(f"Scope '{text}' does not take a filter")
+        if sql_filter is not None:
+            try:
+                check_filter(sql_filter)
+            except SqlRefused as exc:
+                raise ScopeError(exc.message) from None
         return Scope(kind, parts[2], sql_filter)
     raise ScopeError(f"Invalid scope '{text}'")

@@ -124,7 +124,12 @@ def run_sql(
 
     try:
         guarded = guard_query(
-            sql, database=workspace.database, known_tables=tables.keys(), readable=readable, explain_ast=explain
+            sql,
+            database=workspace.database,
+            known_tables=tables.keys(),
+            readable=readable,
+            explain_ast=explain,
+            filters=principal.row_filters(tables),
         )
     except SqlRefused as exc:
         raise QueryFailed(exc.message, exc.status) from None
@@ -133,10 +138,6 @@ def run_sql(
             create_service_table(backend, workspace, service)
         except BackendError as exc:
             raise QueryFailed(exc.message, 400, exc.code) from None
-    for name in guarded.tables:
-        ds_id = tables.get(name)
-        if ds_id is not None and principal.read_filter(ds_id) is not None:
-            raise QueryFailed(f"This token reads '{name}' through a row filter, which /v0/sql does not apply yet", 403)
     settings = read_only_settings(limits, passthrough)
     try:
         result = backend.query(guarded.sql, guarded.format, settings=settings)

@@ -16,7 +16,10 @@ How a query is judged, in order:
    plain name that is a CTE or a known, readable data source; table functions,
    object-reaching functions, SETTINGS and INTO OUTFILE are refused.
 4. **Rewrite** table references to `` `db`.`table` `` (CTEs to a name no table
-   can have) and strip the FORMAT clause.
+   can have) and strip the FORMAT clause. A table the token reads through a
+   row filter (``DATASOURCES:READ:<ds>:<filter>``) becomes
+   ``(SELECT * FROM `db`.`table` WHERE (<filter>))``, so the query never sees
+   the rows the filter excludes.
 5. **Verify**: parse the rewritten text again and require that every table it
    reads is `` `db`.<a table allowed in step 3> `` or a renamed CTE. Something
    that cannot be verified is refused, never run.
@@ -25,7 +28,7 @@ How a query is judged, in order:
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Collection
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass
 
 from birdhouse.backends.base import BackendError, BackendUnavailable
@@ -48,7 +51,7 @@ from birdhouse.query.rewrite import (
     table_positions,
 )
 
-__all__ = ["FORMATS", "GuardedQuery", "SqlRefused", "guard_query"]
+__all__ = ["FORMATS", "GuardedQuery", "SqlRefused", "check_filter", "guard_query"]
 
 # Output formats a query may name; matched case-insensitively, returned as spelled here.
 FORMATS = (
@@ -144,8 +147,11 @@ def guard_query(
     known_tables: Collection[str],
     readable: Callable[[str], bool],
     explain_ast: Callable[[str], str],
+    filters: Mapping[str, str] | None = None,
 ) -> GuardedQuery:
     """Check ``sql`` and rewrite it to read from ``database``; raise :class:`SqlRefused` if it may not run.
+
+    ``filters`` maps a table name to the row filter the token reads it through.
 
     ``explain_ast(text)`` must return the engine's ``EXPLAIN AST <text>`` output
     and raise :class:`~birdhouse.backends.BackendError` when the text does not
@@ -154,7 +160,46 @@ def guard_query(
     """
     if not _DATABASE_RE.fullmatch(database):
         raise ValueError(f"invalid database name {database!r}")
-    return _guard(sql, database, frozenset(known_tables), readable, explain_ast)
+    filtered = {name: check_filter(text) for name, text in (filters or {}).items()}
+    return _guard(sql, database, frozenset(known_tables), readable, explain_ast, filtered)
+
+
+# Words that would let a filter leave its WHERE clause or read other rows.
+_FILTER_FORBIDDEN = frozenset(
+    {
+        "SELECT", "FROM", "UNION", "JOIN", "WITH", "SETTINGS", "FORMAT", "INTO", "EXCEPT", "INTERSECT",
+        "WHERE", "PREWHERE", "GROUP", "ORDER", "LIMIT", "HAVING", "WINDOW", "QUALIFY", "OFFSET", "FETCH",
+    }
+)  # fmt: skip
+
+
+def check_filter(text: str) -> str:
+    """A row filter as canonical SQL, or :class:`SqlRefused`.
+
+    A filter is one boolean expression over the table's columns: balanced
+    brackets, no statement keywords (so it cannot close the WHERE it is put in,
+    add a UNION or read a subquery), no ``;``. What it may call is checked with
+    the rest of the query when the rewritten text is verified.
+    """
+    tokens = tokenize(text)
+    depth = 0
+    for token in tokens:
+        if token.kind in (TokenKind.ERROR, TokenKind.VERTICAL_DELIMITER, TokenKind.SEMICOLON):
+            raise SqlRefused(f"Invalid row filter {shown(text)!r}: unexpected {shown(token.text)!r}")
+        if token.kind is TokenKind.BARE_WORD and token.text.upper() in _FILTER_FORBIDDEN:
+            raise SqlRefused(f"Invalid row filter {shown(text)!r}: a filter is an expression, not a query")
+        if token.kind is TokenKind.PUNCTUATION and token.text in "([{":
+            depth += 1
+        elif token.kind is TokenKind.PUNCTUATION and token.text in ")]}":
+            depth -= 1
+            if depth < 0:
+                raise SqlRefused(f"Invalid row filter {shown(text)!r}: unbalanced brackets")
+    if depth != 0:
+        raise SqlRefused(f"Invalid row filter {shown(text)!r}: unbalanced brackets")
+    canonical = emit(tokens, frozenset(), {}).strip()
+    if not canonical:
+        raise SqlRefused("Invalid row filter: it is empty")
+    return canonical
 
 
 def _guard(
@@ -163,6 +208,7 @@ def _guard(
     known: frozenset[str],
     readable: Callable[[str], bool],
     explain_ast: Callable[[str], str],
+    filters: Mapping[str, str],
 ) -> GuardedQuery:
     if "\x00" in sql:
         raise SqlRefused("The query contains a NUL character")
@@ -228,7 +274,13 @@ def _guard(
                 text += " AS " + quote_identifier(position.name)
             replacements[position.token_index] = text
         elif position.name in allowed:
-            replacements[position.token_index] = f"`{database}`.{quote_identifier(position.name)}"
+            table = f"`{database}`.{quote_identifier(position.name)}"
+            row_filter = filters.get(position.name)
+            if row_filter is not None:
+                table = f"(SELECT * FROM {table} WHERE ({row_filter}))"
+                if position.may_alias and not position.has_alias:
+                    table += " AS " + quote_identifier(position.name)
+            replacements[position.token_index] = table
     rewritten = emit(tokens, frozenset(skip), replacements).strip()
 
     # Pass 2: verify what will actually run.

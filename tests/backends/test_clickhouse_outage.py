@@ -56,13 +56,16 @@ def outage_server(tmp_path: Path) -> Iterator[Clickhouse]:
 
 def test_outage_accepts_into_the_wal_and_drains_once(outage_server: Clickhouse, tmp_path: Path) -> None:
     dsn = f"clickhouse://default@127.0.0.1:{outage_server.port}/?timeout_s=3&connect_timeout_s=1"
-    settings = load_settings(environ={}, overrides={
-        "server.data_dir": str(tmp_path / "node"),
-        "storage.dsn": dsn,
-        "events.wait_timeout_ms": 1500,
-        "flush.retry_initial_ms": 50,
-        "flush.retry_max_ms": 200,
-    })
+    settings = load_settings(
+        environ={},
+        overrides={
+            "server.data_dir": str(tmp_path / "node"),
+            "storage.dsn": dsn,
+            "events.wait_timeout_ms": 1500,
+            "flush.retry_initial_ms": 50,
+            "flush.retry_max_ms": 200,
+        },
+    )
     client = TestClient(create_app(settings, local_mode=True))
     client.__enter__()
     try:
@@ -82,7 +85,7 @@ def test_outage_accepts_into_the_wal_and_drains_once(outage_server: Clickhouse, 
         waited = client.post("/v0/events?name=ev&wait=true", headers=admin, content=b'{"i": 9999}')
         assert waited.status_code == 202, "the database is down: never a false 200"
         accepted += 1
-        assert client.get("/metrics").text.count("birdhouse_backend_errors_total{kind=\"transient\"}") == 1
+        assert client.get("/metrics").text.count('birdhouse_backend_errors_total{kind="transient"}') == 1
 
         outage_server.start()
         deadline = time.monotonic() + 60

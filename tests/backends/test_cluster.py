@@ -176,9 +176,7 @@ def test_cluster_mode_is_detected(two_shards: TwoShards) -> None:
         backend.close()
 
 
-def test_two_nodes_spread_rows_over_both_shards(
-    two_shards: TwoShards, nodes: tuple[TestClient, TestClient]
-) -> None:
+def test_two_nodes_spread_rows_over_both_shards(two_shards: TwoShards, nodes: tuple[TestClient, TestClient]) -> None:
     a, b = nodes
     tokens = a.get("/tokens").json()
     assert b.get("/tokens").json() == tokens, "one catalog: both nodes serve the same workspace and tokens"
@@ -298,9 +296,9 @@ def test_a_killed_node_loses_no_acknowledged_row(two_shards: TwoShards, tmp_path
         admin = {"Authorization": f"Bearer {server_a.admin}"}
         created = b.post("/v0/datasources", headers=admin, data={"name": "load", "schema": "id String `json:$.id`"})
         assert created.status_code == 200, created.text
-        assert eventually(
-            lambda: httpx.get(f"{server_a.url}/v0/datasources/load", headers=admin).status_code == 200
-        ), "A sees the data source B created"
+        assert eventually(lambda: httpx.get(f"{server_a.url}/v0/datasources/load", headers=admin).status_code == 200), (
+            "A sees the data source B created"
+        )
         database = workspace_database(b)
 
         def stored_ids() -> dict[str, int]:

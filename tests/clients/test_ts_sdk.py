@@ -25,7 +25,6 @@ from tests.server import LocalServer
 pytestmark = pytest.mark.usefixtures("clients")
 
 
-
 def sdk(proxy: RecordingProxy, token: str, *steps: str, **extra: str) -> dict[str, dict[str, Any]]:
     """Run sdk_scenario.mjs steps through the proxy; {step: {"ok", "value"|"error"}}."""
     config = {"url": proxy.url, "token": token, "ds": "ts_events", **extra}

@@ -202,3 +202,20 @@ def test_pipe_json_and_datafile(top: Local) -> None:
     )
     assert form.status_code == 200, form.text
     assert top.client.get("/v0/pipes/top2.json", headers=top.auth()).json()["rows"] == 3
+
+
+def test_pipe_read_filter_limits_the_endpoint_rows(top: Local) -> None:
+    """PIPES:READ:<pipe>:<filter> filters what the endpoint returns."""
+    token = top.create_token("top_small", "PIPES:READ:top:amount < 5")
+    response = top.client.get("/v0/pipes/top.json", params={"limit": "10"}, headers=top.auth(token))
+    assert response.status_code == 200, response.text
+    assert [row["id"] for row in response.json()["data"]] == ["e3", "e1"]
+
+
+def test_datasource_read_filter_applies_inside_pipes(top: Local) -> None:
+    """A token reading the data source through a row filter runs the pipe over
+    the filtered rows only."""
+    token = top.create_token("top_ds", "DATASOURCES:READ:events:amount <= 5")
+    response = top.client.get("/v0/pipes/top.json", params={"limit": "10"}, headers=top.auth(token))
+    assert response.status_code == 200, response.text
+    assert [row["id"] for row in response.json()["data"]] == ["e5", "e3", "e1"]

@@ -133,9 +133,7 @@ ALLOWED: list[tuple[str, list[list[Any]]]] = [
 
 
 @pytest.mark.parametrize(("sql", "rows"), ALLOWED)
-def test_allowed_queries_run_and_return_the_workspace_rows(
-    ws: Workspace, sql: str, rows: list[list[Any]]
-) -> None:
+def test_allowed_queries_run_and_return_the_workspace_rows(ws: Workspace, sql: str, rows: list[list[Any]]) -> None:
     guarded = ws.guard(sql)
     assert ws.run(guarded) == rows
     assert ";" not in guarded.sql
@@ -332,9 +330,7 @@ def test_more_than_one_statement_is_refused_and_nothing_runs(ws: Workspace, sql:
         ("SELECT sleep(3)", "'sleep'"),
     ],
 )
-def test_settings_outfile_and_object_reaching_functions_are_refused(
-    ws: Workspace, sql: str, fragment: str
-) -> None:
+def test_settings_outfile_and_object_reaching_functions_are_refused(ws: Workspace, sql: str, fragment: str) -> None:
     refusal = ws.refused(sql)
     assert refusal.status == 400
     assert refusal.message.startswith(NOT_SUPPORTED)
@@ -416,9 +412,7 @@ def test_explain_failures_other_than_sql_errors_propagate(ws: Workspace) -> None
 
 def test_unverifiable_explain_output_is_refused() -> None:
     with pytest.raises(SqlRefused, match="could not be verified"):
-        guard_query(
-            "SELECT 1", database="ws_a", known_tables=KNOWN, readable=bool, explain_ast=lambda _: "A\nB"
-        )
+        guard_query("SELECT 1", database="ws_a", known_tables=KNOWN, readable=bool, explain_ast=lambda _: "A\nB")
 
 
 def test_invalid_database_name_is_a_programming_error() -> None:
@@ -466,9 +460,7 @@ def _ch_quote(text: str) -> str:
 _TEXT = st.text(st.characters(exclude_categories=["Cs"]), max_size=30)
 _LITERALS = st.one_of(
     _TEXT.map(lambda t: (t, _ch_quote(t))),
-    _TEXT.filter(lambda t: "$$" not in t and "\x00" not in t and not t.endswith("$")).map(
-        lambda t: (t, f"$${t}$$")
-    ),
+    _TEXT.filter(lambda t: "$$" not in t and "\x00" not in t and not t.endswith("$")).map(lambda t: (t, f"$${t}$$")),
     _TEXT.filter(lambda t: "\u2019" not in t and "\x00" not in t).map(lambda t: (t, f"\u2018{t}\u2019")),
 )
 _NOISE = st.sampled_from(["", " ", "/* ; */", "-- ;\n", "\n# ;\n", "/* /* ; */ */"])

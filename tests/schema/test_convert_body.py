@@ -186,22 +186,15 @@ def test_root_path_takes_the_raw_line() -> None:
 
 
 def test_array_map_paths() -> None:
-    cols = parse_schema(
-        "ids Array(String) `json:$.items[:].id`, n Array(Nullable(Int32)) `json:$.items[:].n`"
-    )
+    cols = parse_schema("ids Array(String) `json:$.items[:].id`, n Array(Nullable(Int32)) `json:$.items[:].n`")
     conv = Converter(cols)
-    out = conv.convert(
-        b'{"items":[{"id":"a","n":1},{"id":"b"}]}\n{"items":[{"n":2}]}\n{"items":[]}\n{"items":null}'
-    )
+    out = conv.convert(b'{"items":[{"id":"a","n":1},{"id":"b"}]}\n{"items":[{"n":2}]}\n{"items":[]}\n{"items":null}')
     assert lines(out.rows) == [
         {"ids": ["a", "b"], "n": [1, None]},
         {"ids": [], "n": []},
         {"ids": [], "n": []},
     ]
-    m2 = (
-        "Strict type checking failed. Null value not allowed on column 'ids'. "
-        "While accessing jsonpath '$.items[:].id'"
-    )
+    m2 = "Strict type checking failed. Null value not allowed on column 'ids'. While accessing jsonpath '$.items[:].id'"
     assert quarantine_errors(out) == [(["ids"], [m2])]
     assert lines(out.quarantine)[0]["ids"] == "[null]"
     assert lines(out.quarantine)[0]["n"] == "[2]"
@@ -232,9 +225,7 @@ OMIT = object()
         ("c DateTime DEFAULT now()", OMIT, OMIT, OMIT),
     ],
 )
-def test_missing_null_default_table(
-    column: str, absent_top: object, absent_nested: object, null: object
-) -> None:
+def test_missing_null_default_table(column: str, absent_top: object, absent_nested: object, null: object) -> None:
     for path, body, expected in (
         ("$.k", b"{}", absent_top),
         ("$.a.k", b'{"a": {}}', absent_nested),
@@ -359,9 +350,7 @@ _SCHEMA = parse_schema(
     fx FixedString(3) `json:$.fx`, raw String `json:$`, nested Int8 `json:$.a.b`
     """
 )
-_KEYS = st.sampled_from(
-    ["s", "i", "u", "f", "d", "b", "id", "t", "dt", "arr", "m", "j", "fx", "a", "b", "id", "x"]
-)
+_KEYS = st.sampled_from(["s", "i", "u", "f", "d", "b", "id", "t", "dt", "arr", "m", "j", "fx", "a", "b", "id", "x"])
 _SCALARS = (
     st.none()
     | st.booleans()
@@ -385,8 +374,7 @@ _SCALARS = (
 _VALUES = st.recursive(
     _SCALARS,
     lambda inner: (
-        st.lists(inner, max_size=4)
-        | st.dictionaries(st.one_of(_KEYS, st.text(max_size=5)), inner, max_size=4)
+        st.lists(inner, max_size=4) | st.dictionaries(st.one_of(_KEYS, st.text(max_size=5)), inner, max_size=4)
     ),
     max_leaves=12,
 )
@@ -412,11 +400,7 @@ def test_any_objects_never_raise(objects: list[dict[str, Any]]) -> None:
 
 
 @settings(max_examples=300, deadline=None)
-@given(
-    st.lists(
-        st.binary(max_size=40) | st.sampled_from([b"{}", b'{"s":"x"}', b" ", b"\r", b"[{}]"]), max_size=6
-    )
-)
+@given(st.lists(st.binary(max_size=40) | st.sampled_from([b"{}", b'{"s":"x"}', b" ", b"\r", b"[{}]"]), max_size=6))
 def test_any_bytes_never_raise(chunks: list[bytes]) -> None:
     body = b"\n".join(chunks)
     for conv in (_CONVERTER, Converter(_SCHEMA, lenient=True)):

@@ -148,9 +148,7 @@ def _rows(body: bytes) -> list[dict[str, Any]]:
 @pytest.mark.parametrize("date_time_input_format", ["best_effort", "basic"])
 def test_engine_stores_converted_values(backend: Backend, date_time_input_format: str) -> None:
     columns = parse_schema(SCHEMA)
-    backend.command(
-        f"CREATE TABLE events ({', '.join(c.sql() for c in columns)}) ENGINE = MergeTree ORDER BY tuple()"
-    )
+    backend.command(f"CREATE TABLE events ({', '.join(c.sql() for c in columns)}) ENGINE = MergeTree ORDER BY tuple()")
     out = Converter(columns).convert((json.dumps(EVENT) + "\n" + json.dumps(SECOND) + "\n").encode())
     assert (out.successful_rows, out.quarantined_rows) == (2, 0), out.quarantine
     written = backend.insert(
@@ -224,14 +222,10 @@ def test_engine_date_edges(backend: Backend) -> None:
     columns = parse_schema(
         "k UInt8 `json:$.k`, d DateTime `json:$.v`, d64 DateTime64(9) `json:$.v`, d32 Date32 `json:$.v`"
     )
-    backend.command(
-        f"CREATE TABLE edges ({', '.join(c.sql() for c in columns)}) ENGINE = MergeTree ORDER BY k"
-    )
+    backend.command(f"CREATE TABLE edges ({', '.join(c.sql() for c in columns)}) ENGINE = MergeTree ORDER BY k")
     body = "\n".join(
         json.dumps({"k": k, "v": v})
-        for k, v in enumerate(
-            ["1970-01-01 00:00:00", "2106-02-07T06:28:15Z", 0, "2024-02-29T12:00:00.000000001+00:00"]
-        )
+        for k, v in enumerate(["1970-01-01 00:00:00", "2106-02-07T06:28:15Z", 0, "2024-02-29T12:00:00.000000001+00:00"])
     )
     out = Converter(columns).convert(body.encode())
     assert out.quarantined_rows == 0, out.quarantine
@@ -257,10 +251,7 @@ def test_engine_quarantine_round_trip(backend: Backend) -> None:
         f"CREATE TABLE events_quarantine ({', '.join(c.sql() for c in qcols)}) "
         f"{engine_sql(quarantine_engine(columns), qcols)}"
     )
-    body = (
-        b'{"id": "x", "name": {"a": 1}, "at": "2024-01-15"}\nnot json\n[1]\n'
-        b'{"id": 1, "name": "ok"}\n{"name": 5}'
-    )
+    body = b'{"id": "x", "name": {"a": 1}, "at": "2024-01-15"}\nnot json\n[1]\n{"id": 1, "name": "ok"}\n{"name": 5}'
     out = Converter(columns).convert(body)
     assert (out.successful_rows, out.quarantined_rows) == (1, 4)
     assert backend.insert("events_quarantine", out.quarantine) == 4

@@ -17,9 +17,7 @@ ABSENT = object()
 
 def stored(type_sql: str, payload: str, *, lenient: bool = False, path: str = "$.v") -> Any:
     """The JSONEachRow value the converter emits for ``{"v": payload}`` (ABSENT if the key is omitted)."""
-    out = Converter([Column("v", type_sql, jsonpath=path)], lenient=lenient).convert(
-        f'{{"v": {payload}}}'.encode()
-    )
+    out = Converter([Column("v", type_sql, jsonpath=path)], lenient=lenient).convert(f'{{"v": {payload}}}'.encode())
     assert out.quarantined_rows == 0, out.quarantine
     assert out.successful_rows == 1
     row = _DECODE.decode(out.rows)
@@ -27,9 +25,7 @@ def stored(type_sql: str, payload: str, *, lenient: bool = False, path: str = "$
 
 
 def errors(type_sql: str, payload: str, *, lenient: bool = False, path: str = "$.v") -> list[str]:
-    out = Converter([Column("v", type_sql, jsonpath=path)], lenient=lenient).convert(
-        f'{{"v": {payload}}}'.encode()
-    )
+    out = Converter([Column("v", type_sql, jsonpath=path)], lenient=lenient).convert(f'{{"v": {payload}}}'.encode())
     assert out.successful_rows == 0, out.rows
     assert out.quarantined_rows == 1
     row = _DECODE.decode(out.quarantine)
