@@ -371,13 +371,15 @@ _SCALARS = (
         ]
     )
 )
-_VALUES = st.recursive(
-    _SCALARS,
-    lambda inner: (
-        st.lists(inner, max_size=4) | st.dictionaries(st.one_of(_KEYS, st.text(max_size=5)), inner, max_size=4)
-    ),
-    max_leaves=12,
-)
+
+
+def _containers(inner: st.SearchStrategy[Any]) -> st.SearchStrategy[Any]:
+    # A named function: hypothesis checks that ``extend`` uses its argument by
+    # reading its source, which a multi-line lambda can defeat.
+    return st.lists(inner, max_size=4) | st.dictionaries(st.one_of(_KEYS, st.text(max_size=5)), inner, max_size=4)
+
+
+_VALUES = st.recursive(_SCALARS, _containers, max_leaves=12)
 _OBJECTS = st.dictionaries(_KEYS, _VALUES, max_size=10)
 _CONVERTER = Converter(_SCHEMA)
 
