@@ -102,7 +102,7 @@ def create_app(settings: Settings, *, local_mode: bool = True) -> Starlette:
             await run_in_threadpool(runtime.close)
 
     return Starlette(
-        middleware=[Middleware(RequestContext)],
+        middleware=[Middleware(RequestContext, direct=[r for r in events.routes if r.endpoint is events.ingest])],
         routes=routes(),
         lifespan=lifespan,
         exception_handlers={

@@ -6,18 +6,28 @@ puts ``token=`` in the query string of every call.
 
 from __future__ import annotations
 
+from urllib.parse import parse_qsl
+
 from starlette.requests import Request
 
 from birdhouse.catalog.access import AuthError, Principal
 from birdhouse.http.errors import ApiError
 from birdhouse.runtime import Runtime
 
+_QUERY_KEY = "birdhouse.query"
+
 
 def query_param(request: Request, key: str) -> str | None:
     """The first occurrence of a query parameter (SPEC §1.2; Starlette's
-    ``QueryParams.get`` returns the last)."""
-    values = request.query_params.getlist(key)
-    return values[0] if values else None
+    ``QueryParams.get`` returns the last). Parsed once per request, as
+    Starlette parses it, into a first-wins dict kept in the scope."""
+    params: dict[str, str] | None = request.scope.get(_QUERY_KEY)
+    if params is None:
+        params = {}
+        for name, value in parse_qsl(request.scope["query_string"].decode("latin-1"), keep_blank_values=True):
+            params.setdefault(name, value)
+        request.scope[_QUERY_KEY] = params
+    return params.get(key)
 
 
 def presented_token(request: Request) -> str | None:
