@@ -95,3 +95,20 @@ def test_configure_logging_emits_json_with_request_id(capfd: pytest.CaptureFixtu
     assert line == {**line, "message": "hello world", "request_id": "req-2", "logger": "birdhouse.test"}
     with pytest.raises(ValueError, match="log format"):
         configure_logging("info", "xml")
+
+
+def test_events_dispatched_directly_keep_the_request_context(local: Local) -> None:
+    """POST /v0/events skips the router (middleware.py): it must still carry the
+    request id, count under its route template, and answer both path spellings."""
+    local.create_datasource("events", "a Int32 `json:$.a`")
+    for path in ("/v0/events?name=events", "/v0/events/?name=events"):
+        response = local.client.post(path, content=b'{"a":1}', headers={**local.auth(), "X-Request-Id": "rid-1"})
+        assert response.status_code == 202, response.text
+        assert response.headers["x-request-id"] == "rid-1"
+    refused = local.client.post("/v0/events?name=events", content=b'{"a":1}', headers={"Origin": "https://x.example"})
+    assert refused.status_code == 403 and refused.headers["access-control-allow-origin"] == "*"
+    assert refused.headers["x-request-id"]
+    text = local.client.get("/metrics").text
+    assert 'route="/v0/events",method="POST",status="202"' in text
+    assert 'route="/v0/events/",method="POST",status="202"' in text
+    assert 'route="/v0/events",method="POST",status="403"' in text
