@@ -43,8 +43,15 @@ def presented_token(request: Request) -> str | None:
     return value.strip()
 
 
+_RUNTIME_KEY = "birdhouse.runtime"
+
+
 def runtime(request: Request) -> Runtime:
-    found: Runtime = request.app.state.runtime
+    # Kept in the scope: a request asks for it several times, and Starlette's
+    # State attribute lookup goes through __getattr__ each time.
+    found: Runtime | None = request.scope.get(_RUNTIME_KEY)
+    if found is None:
+        found = request.scope[_RUNTIME_KEY] = request.app.state.runtime
     return found
 
 
