@@ -41,6 +41,10 @@ class CatalogError(Exception):
         self.status = status
 
 
+# At most this often a lookup miss (unknown token, missing data source) reloads the catalog.
+MISS_REFRESH_INTERVAL_S = 0.1
+
+
 def _digest(token: str) -> bytes:
     return hashlib.sha256(token.encode("utf-8", "surrogatepass")).digest()
 
@@ -60,6 +64,7 @@ class Catalog:
         # about the stored strings; the final comparison is constant-time.
         self._by_digest: dict[bytes, str] = {}
         self._miss_refreshed: dict[str, float] = {}
+        self._last_miss_refresh = -MISS_REFRESH_INTERVAL_S
         # Other nodes write this catalog too (a ClickHouse backend), so a miss may be news.
         self.shared = not backend.dsn.startswith("chdb://")
 
@@ -96,6 +101,13 @@ class Catalog:
         last = self._miss_refreshed.get(key)
         if last is not None and now - last < 1.0:
             return False
+        # Also a floor across keys: random data source names (any valid token
+        # can send them) or many revoked tokens must not turn into a full
+        # catalog load each. The periodic refresh still brings news within
+        # storage.catalog_refresh_s.
+        if now - self._last_miss_refresh < MISS_REFRESH_INTERVAL_S:
+            return False
+        self._last_miss_refresh = now
         self._miss_refreshed[key] = now
         if len(self._miss_refreshed) > 10000:
             self._miss_refreshed.clear()
