@@ -103,9 +103,11 @@ async def list_datasources(request: Request) -> Response:
     # Any valid token may list (never 403: tinybird-python-sdk exits on it).
     principal = workspace_principal(request)
     assert principal.workspace is not None
-    found = runtime(request).catalog.workspace_datasources(principal.workspace.id)
-    listed = [await _described(request, principal.workspace, d) for d in found if principal.sees(d.id)]
-    return JSONResponse({"datasources": listed})
+    catalog = runtime(request).catalog
+    found = [d for d in catalog.workspace_datasources(principal.workspace.id) if principal.sees(d.id)]
+    names = [d.name for d in found]
+    stats = await run_in_threadpool(ops.workspace_table_stats, catalog, principal.workspace, names)
+    return JSONResponse({"datasources": [datasource_json(d, stats[d.name]) for d in found]})
 
 
 async def get_datasource(request: Request) -> Response:
