@@ -10,11 +10,11 @@ from __future__ import annotations
 
 import re
 import threading
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
-from birdhouse.backends.base import BackendError, Capabilities, QueryResult
+from birdhouse.backends.base import BackendError, BackendUnavailable, Capabilities, QueryResult
 from birdhouse.backends.chdb_journal import InsertJournal
 
 _CODE_RE = re.compile(r"Code:\s*(\d+)")
@@ -28,6 +28,16 @@ def _error(exc: Exception) -> BackendError:
         text = text.removeprefix(prefix)
     match = _CODE_RE.search(text)
     return BackendError(_TAIL_RE.sub("", text), int(match.group(1)) if match else None)
+
+
+def _journal_write(write: Callable[..., None], *args: str) -> None:
+    """A journal write that fails makes the insert a transient failure: the
+    flusher keeps the segment and retries (a committed insert is then
+    deduplicated), instead of running an insert a crash could not resolve."""
+    try:
+        write(*args)
+    except OSError as exc:
+        raise BackendUnavailable(f"cannot write the insert journal: {exc}") from exc
 
 
 def _settings_clause(settings: Mapping[str, str | int] | None) -> str:
@@ -127,7 +137,7 @@ class ChdbBackend:
         statement = f"INSERT INTO {table}{column_list}{_settings_clause(settings)}"
         with self._lock:
             if table_dir is not None:
-                self._journal.begin(token, table_dir)
+                _journal_write(self._journal.begin, token, table_dir)
             try:
                 if by_query:
                     result = self._session.query(f"{statement} FORMAT {fmt}\n" + data.decode("utf-8"), "TSVRaw")
@@ -141,7 +151,7 @@ class ChdbBackend:
             finally:
                 # Failed or not, the insert is over: nothing is left in flight.
                 if table_dir is not None:
-                    self._journal.done()
+                    _journal_write(self._journal.done)
         return written
 
     def _table(self, table: str) -> tuple[bool, str | None]:

@@ -21,6 +21,10 @@ import textwrap
 import time
 from pathlib import Path
 
+import pytest
+
+from birdhouse.backends import Backend, BackendUnavailable
+from birdhouse.backends.chdb import ChdbBackend
 from birdhouse.backends.chdb_journal import max_block
 
 TABLE = "`j`.`t`"
@@ -192,3 +196,24 @@ def test_kill9_during_token_inserts_then_replay_is_exactly_once(tmp_path: Path) 
         expected = {f"T{i}": 20 for i in range(in_flight + 1)}
         assert counts == expected, {k: v for k, v in counts.items() if v != 20} or set(expected) - set(counts)
         next_token = in_flight + 1
+
+
+def test_a_failing_journal_write_is_a_transient_backend_failure(backend: Backend) -> None:
+    """If the intent cannot be written the insert does not run: the flusher
+    sees BackendUnavailable (retry later), never an insert a crash could not resolve."""
+    assert isinstance(backend, ChdbBackend)
+    backend.command("CREATE DATABASE IF NOT EXISTS j")
+    backend.command(f"CREATE TABLE {TABLE} (k String, tok String) ENGINE = MergeTree ORDER BY k")
+    journal_fd = backend._journal._fd
+    read_only = os.open(os.devnull, os.O_RDONLY)
+    backend._journal._fd = read_only  # every pwrite now fails (EBADF)
+    try:
+        with pytest.raises(BackendUnavailable, match="insert journal"):
+            backend.insert(TABLE, b'{"k": "a", "tok": "T"}', settings={"insert_deduplication_token": "T"})
+        assert backend.query(f"SELECT count() FROM {TABLE}", "TSVRaw").body.strip() == b"0"
+        # Inserts without a token are not journaled and still work.
+        backend.insert(TABLE, b'{"k": "b", "tok": ""}')
+        assert backend.query(f"SELECT count() FROM {TABLE}", "TSVRaw").body.strip() == b"1"
+    finally:
+        backend._journal._fd = journal_fd
+        os.close(read_only)
