@@ -130,10 +130,10 @@ class ChdbBackend:
         # materialized views (the landing block commits, the view gets
         # nothing, nothing is raised); the query path reports them.
         by_query, table_dir = self._table(table)
-        if not token:
-            table_dir = None
         if token:
             settings = {**(settings or {}), "insert_deduplication_token": self._journal.token_for(token)}
+        else:
+            table_dir = None  # only token'd inserts are replayed, so only they are journaled
         statement = f"INSERT INTO {table}{column_list}{_settings_clause(settings)}"
         with self._lock:
             if table_dir is not None:
