@@ -46,7 +46,7 @@ from birdhouse.http.errors import (
     http_error_handler,
     internal_error_handler,
 )
-from birdhouse.http.middleware import RequestContext
+from birdhouse.http.middleware import App, RequestContext
 from birdhouse.logs import configure_logging
 from birdhouse.runtime import open_runtime
 
@@ -101,7 +101,7 @@ def create_app(settings: Settings, *, local_mode: bool = True) -> Starlette:
             await runtime.flusher.stop(settings.server.shutdown_grace_s)
             await run_in_threadpool(runtime.close)
 
-    return Starlette(
+    return App(
         middleware=[Middleware(RequestContext, direct=[r for r in events.routes if r.endpoint is events.ingest])],
         routes=routes(),
         lifespan=lifespan,

@@ -268,7 +268,8 @@ class Catalog:
     def authenticate(self, presented: str) -> Principal:
         """Resolve a token string. Forgeries, unknown and revoked tokens → 403;
         a token of another region or of a deleted workspace → 404."""
-        token_id = self._by_digest.get(_digest(presented))
+        presented_digest = _digest(presented)
+        token_id = self._by_digest.get(presented_digest)
         if token_id is None and looks_like_jwt(presented):
             return self._authenticate_jwt(presented)
         if token_id is None:
@@ -300,7 +301,7 @@ class Catalog:
             else:
                 raise AuthError("Invalid token")
         token = self.tokens.get(token_id)
-        if token is None or not hmac.compare_digest(_digest(token.token), _digest(presented)):
+        if token is None or not hmac.compare_digest(_digest(token.token), presented_digest):
             raise AuthError("Invalid token")
         workspace = self.workspaces.get(token.workspace_id) if token.workspace_id else None
         if token.workspace_id and workspace is None:

@@ -106,7 +106,7 @@ async def read_body(
 ) -> tuple[bytes, int]:
     """Step 9's input: the decoded body (E14/E15/E17, 408 when too slow) and its wire size."""
     try:
-        wire = await read_wire(request.stream(), settings.max_request_bytes, timeout_s)
+        wire = await read_wire(request.receive, settings.max_request_bytes, timeout_s)
         if is_small_plain(wire, encoding):
             body = decode(wire, encoding, settings.max_decompressed_bytes)
         else:

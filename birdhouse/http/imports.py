@@ -143,7 +143,7 @@ async def read_import_body(request: Request) -> tuple[bytes, int]:
     try:
         encoding = encoding_of(request.headers.get("content-encoding"))
         wire = await read_wire(
-            request.stream(), rt.settings.events.max_request_bytes, rt.settings.server.body_read_timeout_s
+            request.receive, rt.settings.events.max_request_bytes, rt.settings.server.body_read_timeout_s
         )
         body = await run_in_threadpool(decode, wire, encoding, rt.settings.events.max_decompressed_bytes)
     except BodyError as exc:

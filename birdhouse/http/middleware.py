@@ -5,10 +5,11 @@ A plain ASGI middleware, not Starlette's BaseHTTPMiddleware: it must not
 buffer streamed bodies, and it reads the matched route template from the
 scope after routing so metrics have bounded label values.
 
-``POST /v0/events`` is dispatched from here straight to its endpoint: the
-router's matching and the exception middleware cost a quarter of a small
-event request's time on the event loop, and that endpoint turns every
-exception into its own response anyway.
+``POST /v0/events`` is dispatched from here straight to its endpoint, and
+:class:`App` calls this middleware first for it: the router's matching and
+Starlette's two exception middlewares cost a quarter of a small event
+request's time on the event loop, and that endpoint turns every exception
+into its own response anyway.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import re
 import time
 from collections.abc import Awaitable, Callable, Sequence
 
+from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
@@ -42,6 +44,9 @@ class RequestContext:
         self._direct: dict[str, Route] = {
             r.path: r for r in direct if isinstance(r, Route) and r.methods is not None and "POST" in r.methods
         }
+
+    def is_direct(self, scope: Scope) -> bool:
+        return scope["type"] == "http" and scope["method"] == "POST" and scope["path"] in self._direct
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -91,3 +96,27 @@ class RequestContext:
             duration_ms,
             extra={"method": scope["method"], "path": scope["path"], "status": status, "duration_ms": duration_ms},
         )
+
+
+class App(Starlette):
+    """Starlette that hands :class:`RequestContext`'s direct routes to it
+    without passing through ``ServerErrorMiddleware`` first."""
+
+    _context: RequestContext | None = None
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        context = self._context
+        if context is not None and context.is_direct(scope):
+            scope["app"] = self
+            await context(scope, receive, send)
+            return
+        if self.middleware_stack is None:
+            self.middleware_stack = self.build_middleware_stack()
+            self._context = _find_context(self.middleware_stack)
+        await super().__call__(scope, receive, send)
+
+
+def _find_context(app: ASGIApp | None) -> RequestContext | None:
+    while app is not None and not isinstance(app, RequestContext):
+        app = getattr(app, "app", None)
+    return app
