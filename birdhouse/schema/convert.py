@@ -15,7 +15,7 @@ DateTime64 columns never see a float round trip.
 
 from __future__ import annotations
 
-import enum
+import contextlib
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
@@ -24,12 +24,12 @@ from typing import Any, Final
 import msgspec
 
 from birdhouse.schema.columns import Column
-from birdhouse.schema.jsonpath import ARRAY_MAP, MISSING, JsonPath, parse_jsonpath
+from birdhouse.schema.fastpath import compile_fast_path
+from birdhouse.schema.jsonpath import MISSING
+from birdhouse.schema.plan import FROM_KEY, FROM_LINE, FROM_PATH, Absent
+from birdhouse.schema.plan import plan as make_plan
 from birdhouse.schema.values import (
     ConversionError,
-    MessageContext,
-    ValueConverter,
-    compile_converter,
     value_text,
 )
 
@@ -51,70 +51,6 @@ class Converted:
     quarantined_rows: int
     details: list[dict[str, Any]] = field(default_factory=list)
     columns: tuple[str, ...] = ()
-
-
-class _Absent(enum.Enum):
-    OMIT = "omit"  # leave the key out: the engine evaluates DEFAULT
-    NULL = "null"
-    EMPTY = "empty"  # explicit null into an Array without DEFAULT → []
-    M1 = "m1"
-    M2 = "m2"
-
-
-@dataclass(frozen=True)
-class _Plan:
-    name: str
-    path: JsonPath
-    convert: ValueConverter
-    on_missing: _Absent
-    on_null: _Absent
-    ctx: MessageContext
-    root: bool  # `$`: the raw line (String) or the object itself (JSON)
-    root_object: bool
-    key: str | None  # `$.k`: one dict lookup instead of a path walk
-
-    @property
-    def source(self) -> int:
-        if self.root:
-            return _FROM_OBJECT if self.root_object else _FROM_LINE
-        return _FROM_KEY if self.key is not None else _FROM_PATH
-
-
-_FROM_KEY, _FROM_PATH, _FROM_LINE, _FROM_OBJECT = range(4)
-
-
-def _plan(column: Column, lenient: bool) -> _Plan:
-    assert column.jsonpath is not None
-    path = parse_jsonpath(column.jsonpath)
-    ch_type = column.ch_type
-    ctx = MessageContext(column.name, column.jsonpath)
-    has_default = column.default_kind == "DEFAULT"
-    nullable = ch_type.is_nullable
-    cut = path.array_index if path.array_index is not None else len(path.steps)
-    top_level = cut == 1 and path.steps[0] is not ARRAY_MAP
-    if has_default:
-        on_missing = _Absent.OMIT
-    elif nullable:
-        on_missing = _Absent.NULL
-    else:
-        on_missing = _Absent.M1 if top_level else _Absent.M2
-    if nullable:
-        on_null = _Absent.NULL
-    elif has_default:
-        on_null = _Absent.OMIT
-    else:
-        on_null = _Absent.EMPTY if ch_type.name == "Array" else _Absent.M2
-    return _Plan(
-        name=column.name,
-        path=path,
-        convert=compile_converter(ch_type, ctx, lenient=lenient, type_text=column.type),
-        on_missing=on_missing,
-        on_null=on_null,
-        ctx=ctx,
-        root=path.is_root,
-        root_object=path.is_root and ch_type.unwrap().name == "JSON",
-        key=path.steps[0] if len(path.steps) == 1 and isinstance(path.steps[0], str) else None,
-    )
 
 
 def line_error_message(line: bytes) -> str:
@@ -148,9 +84,10 @@ class Converter:
         lenient: bool = False,
         expand_json_array_lines: bool = False,
         max_line_bytes: int = 64 * 1024 * 1024,
+        fast: bool = True,
     ) -> None:
         self.max_line_bytes = max_line_bytes
-        self._plans = [_plan(c, lenient) for c in columns if c.jsonpath is not None and c.stored]
+        self._plans = [make_plan(c, lenient) for c in columns if c.jsonpath is not None and c.stored]
         self.columns: tuple[str, ...] = tuple(p.name for p in self._plans)
         by_name = {p.name: p for p in self._plans}
         # The per-row loop unpacks plain tuples: attribute lookups are a visible share of the hot path.
@@ -162,6 +99,8 @@ class Converter:
         self._expand = expand_json_array_lines
         self._decoder = msgspec.json.Decoder(float_hook=Decimal)
         self._encoder = msgspec.json.Encoder(decimal_format="number")
+        # ``fast=False`` keeps to the general path: the reference the fast path is tested against.
+        self._fast = compile_fast_path(self._plans, max_line_bytes) if fast else None
 
     def convert(self, body: bytes, *, details: bool = False) -> Converted:
         if body.startswith(_BOM):
@@ -169,35 +108,16 @@ class Converter:
         good: list[tuple[int, dict[str, Any]]] = []
         bad: list[dict[str, Any]] = []
         notes: list[dict[str, Any]] = []
-        decode = self._decoder.decode
-        max_line = self.max_line_bytes
-        for lineno, line in enumerate(body.split(b"\n"), 1):
-            if not line.strip(_JSON_WS):
-                continue
-            if len(line) > max_line:
-                # Parsing a pathological line would hold memory and the CPU for long;
-                # it is kept (quarantined, first bytes quoted), not parsed.
-                quoted = line_error_message(line[:1024]).removeprefix("Line is not a valid JSON: ")
-                message = f"Line exceeds {max_line} bytes and was not parsed: {quoted}"
-                self._line_error(bad, notes, lineno, message, details)
-                continue
-            try:
-                obj = decode(line)
-            except (msgspec.ValidationError, RecursionError) as exc:
-                # Valid JSON that Python cannot hold: 4,300+ digit integers, extreme nesting.
-                self._line_error(bad, notes, lineno, f"Unknown error when parsing NDJSON: {exc}", details)
-                continue
-            except (msgspec.DecodeError, UnicodeDecodeError):
-                self._line_error(bad, notes, lineno, line_error_message(line.rstrip(b"\r")), details)
-                continue
-            if type(obj) is dict:
-                self._row(obj, line, lineno, good, bad, notes, details)
-            elif self._expand and type(obj) is list and obj and all(type(o) is dict for o in obj):
-                for item in obj:
-                    raw = self._encoder.encode(item)
-                    self._row(item, raw, lineno, good, bad, notes, details)
-            else:
-                self._line_error(bad, notes, lineno, _root_message(obj), details)
+        lines = body.split(b"\n")
+        if self._fast is not None:
+
+            def general(lineno: int, line: bytes) -> None:
+                self._line(lineno, line, good, bad, notes, details)
+
+            self._fast.run(lines, good, general)
+        else:
+            for lineno, line in enumerate(lines, 1):
+                self._line(lineno, line, good, bad, notes, details)
         rows, moved = self._encode(good)
         bad.extend(moved)
         return Converted(
@@ -208,6 +128,44 @@ class Converter:
             details=notes,
             columns=self.columns,
         )
+
+    def _line(
+        self,
+        lineno: int,
+        line: bytes,
+        good: list[tuple[int, dict[str, Any]]],
+        bad: list[dict[str, Any]],
+        notes: list[dict[str, Any]],
+        details: bool,
+    ) -> None:
+        """The general path for one line (also the fast path's fallback)."""
+        if not line.strip(_JSON_WS):
+            return
+        max_line = self.max_line_bytes
+        if len(line) > max_line:
+            # Parsing a pathological line would hold memory and the CPU for long;
+            # it is kept (quarantined, first bytes quoted), not parsed.
+            quoted = line_error_message(line[:1024]).removeprefix("Line is not a valid JSON: ")
+            message = f"Line exceeds {max_line} bytes and was not parsed: {quoted}"
+            self._line_error(bad, notes, lineno, message, details)
+            return
+        try:
+            obj = self._decoder.decode(line)
+        except (msgspec.ValidationError, RecursionError) as exc:
+            # Valid JSON that Python cannot hold: 4,300+ digit integers, extreme nesting.
+            self._line_error(bad, notes, lineno, f"Unknown error when parsing NDJSON: {exc}", details)
+            return
+        except (msgspec.DecodeError, UnicodeDecodeError):
+            self._line_error(bad, notes, lineno, line_error_message(line.rstrip(b"\r")), details)
+            return
+        if type(obj) is dict:
+            self._row(obj, line, lineno, good, bad, notes, details)
+        elif self._expand and type(obj) is list and obj and all(type(o) is dict for o in obj):
+            for item in obj:
+                raw = self._encoder.encode(item)
+                self._row(item, raw, lineno, good, bad, notes, details)
+        else:
+            self._line_error(bad, notes, lineno, _root_message(obj), details)
 
     def _row(
         self,
@@ -224,11 +182,11 @@ class Converter:
         errors: list[str] = []
         raw: str | None = None
         for name, source, key, extract, convert, on_missing, on_null, plan in self._steps:
-            if source == _FROM_KEY:
+            if source == FROM_KEY:
                 value: Any = obj.get(key, MISSING)
-            elif source == _FROM_PATH:
+            elif source == FROM_PATH:
                 value = extract(obj)
-            elif source == _FROM_LINE:
+            elif source == FROM_LINE:
                 if raw is None:
                     raw = line.rstrip(b"\r").decode()
                 value = raw
@@ -236,15 +194,15 @@ class Converter:
                 value = obj
             if value is None or value is MISSING:
                 action = on_missing if value is MISSING else on_null
-                if action is _Absent.OMIT:
+                if action is Absent.OMIT:
                     continue
-                if action is _Absent.NULL:
+                if action is Absent.NULL:
                     out[name] = None
                     continue
-                if action is _Absent.EMPTY:
+                if action is Absent.EMPTY:
                     out[name] = []
                     continue
-                message = plan.ctx.missing() if action is _Absent.M1 else plan.ctx.null()
+                message = plan.ctx.missing() if action is Absent.M1 else plan.ctx.null()
             else:
                 try:
                     out[name] = convert(value)
@@ -297,6 +255,8 @@ class Converter:
 
     def _encode(self, good: list[tuple[int, dict[str, Any]]]) -> tuple[bytes, list[dict[str, Any]]]:
         """JSONEachRow bytes of the good rows; rows that cannot be encoded become M9 quarantine rows."""
+        with contextlib.suppress(Exception):  # else find the row that cannot be encoded, below
+            return self._encoder.encode_lines([row for _, row in good]), []
         lines: list[bytes] = []
         moved: list[dict[str, Any]] = []
         encode = self._encoder.encode

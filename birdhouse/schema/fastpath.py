@@ -1,0 +1,153 @@
+"""Typed decoding generated per schema: the fast path of ``Converter.convert``.
+
+The general path decodes each line into Python dicts (numbers as ``Decimal``)
+and walks the column plans one by one: a tuple unpack, a source dispatch, a
+policy check and a converter call per column and row. For a schema whose
+columns all read one top-level key (``$.k``, the shape of nearly every
+Events API schema), this module instead builds, once per schema:
+
+* a ``msgspec.Struct`` type with one field per key, typed so that msgspec's C
+  validation *is* the conversion where it can be: ``str`` for String,
+  ``int`` with the column's range for (U)Int8–64, ``float`` for Float64
+  (msgspec parses numbers correctly rounded, as ``float(Decimal(text))`` does,
+  and refuses out-of-range ones), ``Any`` (untyped, numbers as ``Decimal``)
+  for every other type, whose §5 converter is then called as usual;
+* a row loop compiled from generated Python source, with each column's
+  missing/null policy written out as code, no per-column dispatch.
+
+Any line the fast path cannot finish exactly (it does not validate against
+the struct, a value is missing where that is an error, a converter raises, the
+line is over the size cap or not an object) is handed to the general path,
+which produces the same rows, quarantine rows and messages as if the fast path
+did not exist; so the fast path only ever decides rows that are good. Rows
+keep their order either way.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from decimal import Decimal
+from typing import Annotated, Any, Final
+
+import msgspec
+
+from birdhouse.schema.plan import FROM_KEY, Absent, Plan
+from birdhouse.schema.types import int_range
+
+__all__ = ["FastPath", "compile_fast_path"]
+
+# Line → rows: (body lines, good rows, the general path for one line) → None.
+Slow = Callable[[int, bytes], None]
+RowLoop = Callable[[list[bytes], list[tuple[int, dict[str, Any]]], Slow], None]
+
+_FAST_INTS: Final = frozenset(f"{s}Int{b}" for s in ("", "U") for b in (8, 16, 32, 64))
+_JSON_WS: Final = b" \t\r"
+
+
+class _Fallback(Exception):
+    """The fast path cannot decide this row; the general path will."""
+
+
+def _field_type(p: Plan) -> tuple[str, Any]:
+    """(kind, msgspec field type) for one column; kind is str, int, uint64, float or any."""
+    t = p.ch_type
+    nullable = t.name == "Nullable"
+    inner = t.inner if nullable else t
+    while inner.name == "LowCardinality":
+        inner = inner.inner
+    kind: str = "any"
+    base: Any = Any
+    if inner.name == "String":
+        # An object into a String is stored as its JSON text (§5): the converter writes it.
+        kind, base = "str", str | dict[str, Any]
+    elif inner.name in _FAST_INTS:
+        lo, hi = int_range(inner.name)
+        # msgspec bounds must fit int64; it decodes no int above UInt64's max anyway.
+        if hi < 2**63:
+            kind, base = "int", Annotated[int, msgspec.Meta(ge=lo, le=hi)]
+        else:
+            kind, base = "uint64", Annotated[int, msgspec.Meta(ge=lo)]
+    elif inner.name == "Float64":
+        kind, base = "float", float
+    if kind != "any" and (nullable or p.on_null is not Absent.M2):
+        return kind, base | None  # null is then decided by the null policy, in code
+    return kind, base
+
+
+def _absent_code(action: Absent, name: str) -> str:
+    if action is Absent.OMIT:
+        return "pass"
+    if action is Absent.NULL:
+        return f"row[{name!r}] = None"
+    if action is Absent.EMPTY:
+        return f"row[{name!r}] = []"
+    return "raise _Fallback"  # M1/M2: the general path writes the message
+
+
+def _row_loop(plans: Sequence[Plan], kinds: list[str], max_line: int, decode: Any) -> RowLoop:
+    body = [
+        "def rows(lines, good, slow):",
+        "    lineno = 0",
+        "    for line in lines:",
+        "        lineno += 1",
+        "        if not line.strip(_JSON_WS):",
+        "            continue",
+        f"        if len(line) > {max_line}:",
+        "            slow(lineno, line)",
+        "            continue",
+        "        try:",
+        "            s = decode(line)",
+        "            row = {}",
+    ]
+    env: dict[str, Any] = {"_JSON_WS": _JSON_WS, "_Fallback": _Fallback, "UNSET": msgspec.UNSET, "decode": decode}
+    for i, (p, kind) in enumerate(zip(plans, kinds, strict=True)):
+        # int/float: the struct's validation was the whole conversion.
+        store = {
+            "any": f"row[{p.name!r}] = c{i}(v)",
+            "str": f"row[{p.name!r}] = v if type(v) is str else c{i}(v)",
+            "uint64": f"row[{p.name!r}] = v if v <= {2**64 - 1} else c{i}(v)",
+        }.get(kind, f"row[{p.name!r}] = v")
+        env[f"c{i}"] = p.convert
+        body += [
+            f"            v = s.f{i}",
+            "            if v is UNSET:",
+            f"                {_absent_code(p.on_missing, p.name)}",
+            "            elif v is None:",
+            f"                {_absent_code(p.on_null, p.name)}",
+            "            else:",
+            f"                {store}",
+        ]
+    body += [
+        "        except Exception:",
+        "            slow(lineno, line)",
+        "            continue",
+        "        good.append((lineno, row))",
+    ]
+    exec(compile("\n".join(body), "<birdhouse fast path>", "exec"), env)  # noqa: S102 - source built here from validated plans
+    loop: RowLoop = env["rows"]
+    return loop
+
+
+class FastPath:
+    """The generated decoder and row loop of one schema."""
+
+    def __init__(self, plans: Sequence[Plan], max_line: int) -> None:
+        typed = [_field_type(p) for p in plans]
+        fields = [(f"f{i}", ftype, msgspec.UNSET) for i, (_, ftype) in enumerate(typed)]
+        keys = {f"f{i}": p.key for i, p in enumerate(plans)}
+        struct = msgspec.defstruct("Row", fields, rename=keys, array_like=False)  # type: ignore[arg-type]
+        self.decoder = msgspec.json.Decoder(struct, float_hook=Decimal)
+        self.kinds = [kind for kind, _ in typed]
+        self.run = _row_loop(plans, self.kinds, max_line, self.decoder.decode)
+
+
+def compile_fast_path(plans: Sequence[Plan], max_line: int) -> FastPath | None:
+    """None when some column does not read exactly one top-level key, two read the same key,
+    or msgspec cannot name a field after a key (backslashes, quotes, control characters)."""
+    keys = [p.key for p in plans]
+    if not plans or any(p.source != FROM_KEY for p in plans) or len(set(keys)) != len(keys):
+        return None
+    try:
+        return FastPath(plans, max_line)
+    except (ValueError, TypeError):
+        return None
