@@ -41,6 +41,12 @@ Slow = Callable[[int, bytes], None]
 RowLoop = Callable[[list[bytes], list[tuple[int, dict[str, Any]]], Slow], None]
 
 _FAST_INTS: Final = frozenset(f"{s}Int{b}" for s in ("", "U") for b in (8, 16, 32, 64))
+_DATES: Final = frozenset({"Date", "Date32", "DateTime", "DateTime64"})
+# Date texts converted per column and kept: events of a batch share few distinct
+# whole-second timestamps, and a dict hit costs a twentieth of converting one.
+# Cleared when full (timestamps move on; old ones would never hit again).
+MEMO_SIZE: Final = 4096
+MEMO_TEXT_MAX: Final = len("2024-05-01T10:00:00Z")
 _JSON_WS: Final = b" \t\r"
 
 
@@ -69,9 +75,19 @@ def _field_type(p: Plan) -> tuple[str, Any]:
             kind, base = "uint64", Annotated[int, msgspec.Meta(ge=lo)]
     elif inner.name == "Float64":
         kind, base = "float", float
-    if kind != "any" and (nullable or p.on_null is not Absent.M2):
+    elif inner.name in _DATES:
+        kind = "date"  # Any, converted through a memo of recent texts
+    if kind not in ("any", "date") and (nullable or p.on_null is not Absent.M2):
         return kind, base | None  # null is then decided by the null policy, in code
     return kind, base
+
+
+def _memo(memo: dict[str, Any], convert: Callable[[Any], Any], text: str) -> Any:
+    value = convert(text)
+    if len(memo) >= MEMO_SIZE:
+        memo.clear()
+    memo[text] = value
+    return value
 
 
 def _absent_code(action: Absent, name: str) -> str:
@@ -99,15 +115,28 @@ def _row_loop(plans: Sequence[Plan], kinds: list[str], max_line: int, decode: An
         "            s = decode(line)",
         "            row = {}",
     ]
-    env: dict[str, Any] = {"_JSON_WS": _JSON_WS, "_Fallback": _Fallback, "UNSET": msgspec.UNSET, "decode": decode}
+    env: dict[str, Any] = {
+        "_JSON_WS": _JSON_WS,
+        "_Fallback": _Fallback,
+        "UNSET": msgspec.UNSET,
+        "decode": decode,
+        "memo": _memo,
+    }
     for i, (p, kind) in enumerate(zip(plans, kinds, strict=True)):
         # int/float: the struct's validation was the whole conversion.
         store = {
             "any": f"row[{p.name!r}] = c{i}(v)",
             "str": f"row[{p.name!r}] = v if type(v) is str else c{i}(v)",
             "uint64": f"row[{p.name!r}] = v if v <= {2**64 - 1} else c{i}(v)",
+            # Only str keys (1, 1.0 and True are equal dict keys but different dates or errors),
+            # and only whole-second texts: sub-second ones rarely repeat.
+            "date": (
+                f"row[{p.name!r}] = (m{i}.get(v) or memo(m{i}, c{i}, v)) "
+                f"if type(v) is str and len(v) <= {MEMO_TEXT_MAX} else c{i}(v)"
+            ),
         }.get(kind, f"row[{p.name!r}] = v")
         env[f"c{i}"] = p.convert
+        env[f"m{i}"] = {}
         body += [
             f"            v = s.f{i}",
             "            if v is UNSET:",

@@ -123,3 +123,19 @@ def test_schemas_outside_the_fast_path_use_the_general_path(schema: str) -> None
     except Exception:
         pytest.skip("not a valid schema here")
     assert Converter(columns)._fast is None
+
+
+def test_date_memo_is_bounded_and_exact(monkeypatch: pytest.MonkeyPatch) -> None:
+    from birdhouse.schema import fastpath
+
+    monkeypatch.setattr(fastpath, "MEMO_SIZE", 8)
+    columns = parse_schema("t DateTime `json:$.t`, d Nullable(Date) `json:$.d`")
+    fast, general = Converter(columns), Converter(columns, fast=False)
+    texts = [f"2024-05-{1 + i % 28:02d} 10:{i % 60:02d}:00" for i in range(40)]
+    body = "\n".join(
+        json.dumps({"t": t, "d": t[:10] if i % 3 else "2024-02-30"}) for i, t in enumerate(texts * 2)
+    ).encode()
+    assert fast.convert(body) == general.convert(body)
+    # 40 distinct texts through an 8-entry memo: it was cleared, never grew past its size.
+    memos = [v for k, v in fast._fast.run.__globals__.items() if k.startswith("m") and isinstance(v, dict)]  # type: ignore[union-attr]
+    assert memos and all(len(m) <= 8 for m in memos)
