@@ -2,9 +2,12 @@
 
 Triggers (SPEC §8.2): the oldest pending row is older than
 ``flush.interval_ms``; pending rows or bytes reach ``flush.max_rows`` /
-``flush.max_bytes``; a ``wait=true`` request asks (after
-``flush.wait_coalesce_ms``, so concurrent waiters share one flush). There is
-no timer thread and no polling: the task sleeps on an event with a deadline.
+``flush.max_bytes``; a ``wait=true`` request asks. Waiters share flushes:
+the flush starts once as many waiters have arrived as joined the previous
+one, or after ``flush.wait_coalesce_ms`` at most. A lone waiter on an idle
+node is flushed at once; N clients in a loop are flushed N at a time, without
+a fixed delay per round. There is no timer thread and no polling: the task
+sleeps on an event with a deadline.
 
 Segments are delivered strictly in order and deleted only after delivery
 (DESIGN invariant 2). A transient backend failure keeps the segment and
@@ -75,6 +78,11 @@ class Flusher:
         # Request ids with a wait=true client right now (see deliver_segment).
         self._waiting: set[str] = set()
         self._kick: asyncio.Event | None = None
+        # wait=true arrivals ever / of those, already in a flush / in the last flush.
+        self._arrivals = 0
+        self._arrivals_flushed = 0
+        self._last_waiters = 0
+        self._arrived: asyncio.Event | None = None
         self._progress: asyncio.Condition | None = None
         self._task: asyncio.Task[None] | None = None
         self._stopping = False
@@ -94,6 +102,7 @@ class Flusher:
 
     def start(self) -> None:
         self._kick = asyncio.Event()
+        self._arrived = asyncio.Event()
         self._progress = asyncio.Condition()
         self._task = asyncio.create_task(self._run(), name="birdhouse-flusher")
         if self.wal.sealed():
@@ -125,8 +134,12 @@ class Flusher:
         """Ask for a prompt flush and wait until the request's segment was
         delivered. None when the timeout elapsed first (rows stay durable)."""
         assert self._progress is not None
+        assert self._arrived is not None
         self._wait_requested = True
         self._waiting.add(request_id)
+        self._arrivals += 1
+        if self._arrivals - self._arrivals_flushed >= self._last_waiters:
+            self._arrived.set()
         self.kick()
         deadline = time.monotonic() + timeout_s
         try:
@@ -196,7 +209,9 @@ class Flusher:
             self._begun += 1
             if self._wait_requested and not self._stopping:
                 self._wait_requested = False
-                await asyncio.sleep(self.settings.wait_coalesce_ms / 1000)
+                await self._coalesce()
+            self._last_waiters = self._arrivals - self._arrivals_flushed
+            self._arrivals_flushed = self._arrivals
             self._pending_rows = self._pending_bytes = 0
             self._oldest = None
             try:
@@ -221,6 +236,16 @@ class Flusher:
             backoff = self.settings.retry_initial_ms / 1000
             if self._stopping:
                 return
+
+    async def _coalesce(self) -> None:
+        """Give waiting requests' peers a moment to join the flush: until as many
+        waiters arrived as joined the last flush, ``wait_coalesce_ms`` at most."""
+        assert self._arrived is not None
+        if self._arrivals - self._arrivals_flushed >= self._last_waiters:
+            return
+        self._arrived.clear()
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._arrived.wait(), self.settings.wait_coalesce_ms / 1000)
 
     async def _sleep_until_due(self, backoff: float) -> None:
         """Sleep until a flush is asked for or the oldest pending row is

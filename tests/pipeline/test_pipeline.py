@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -295,3 +296,24 @@ def test_rows_flush_by_age_without_any_wait_request(make_local: Callable[..., Lo
     while count(local) < 4 and time.monotonic() < deadline:
         time.sleep(0.05)
     assert count(local) == 4
+
+
+def test_a_lone_waiter_is_not_held_for_the_coalescing_window(make_local: Callable[..., Local]) -> None:
+    # A 60 s coalescing window and a 30 s wait timeout: a 200 proves the flush did
+    # not sit out the window (no earlier waiters, so nobody else is expected).
+    local = make_local(**SLOW, **{"flush.wait_coalesce_ms": 60_000, "events.wait_timeout_ms": 30_000})
+    local.create_datasource("events", SCHEMA)
+    assert post(local, body("a"), "&wait=true").status_code == 200
+    assert post(local, body("b"), "&wait=true").status_code == 200
+    assert count(local) == 2
+
+
+def test_concurrent_waiters_share_flushes(make_local: Callable[..., Local]) -> None:
+    local = make_local(**SLOW)
+    local.create_datasource("events", SCHEMA)
+    before = local.runtime.flusher.flushes
+    with ThreadPoolExecutor(16) as pool:
+        statuses = list(pool.map(lambda i: post(local, body(f"r{i}"), "&wait=true").status_code, range(48)))
+    assert statuses == [200] * 48
+    assert count(local) == 48
+    assert local.runtime.flusher.flushes - before < 48
