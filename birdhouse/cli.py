@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import sys
+import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -51,6 +53,12 @@ def _server_options(fn: Any) -> Any:
             click.option(
                 "--events-mbps", type=float, default=None, help="Wire MB/s per workspace on /v0/events (default off)."
             ),
+            click.option(
+                "--max-connections",
+                type=click.IntRange(min=0),
+                default=None,
+                help="Open client connections per node; past it new ones get 503 or HTTP/2 GOAWAY (0 = no limit).",
+            ),
         ]
     ):
         fn = option(fn)
@@ -70,6 +78,7 @@ def _settings(options: dict[str, Any]) -> Settings:
                 "limits.workspace_rps": options.get("events_rps"),
                 "limits.workspace_burst": options.get("events_rps"),
                 "limits.workspace_mbps": options.get("events_mbps"),
+                "server.max_connections": options.get("max_connections"),
             },
         )
     except (ConfigError, OSError) as exc:
@@ -87,27 +96,72 @@ def _run_server(settings: Settings, local_mode: bool, tls_cert: str | None, tls_
     os.environ[SETTINGS_ENV] = json.dumps(settings_to_dict(settings))
     os.environ[LOCAL_ENV] = "1" if local_mode else "0"
     scheme = "https" if tls_cert else "http"
+    limit = settings.server.max_connections
     err_console.print(
         f"birdhouse {'local' if local_mode else 'serve'}: {scheme}://{settings.server.host}:{settings.server.port} "
-        f"data in {settings.data_path}",
+        f"data in {settings.data_path}" + (f", at most {limit} connections" if limit > 0 else ""),
         highlight=False,
     )
+    listen: dict[str, Any] = {
+        "address": settings.server.host,
+        "port": settings.server.port,
+        "ssl_cert": Path(tls_cert) if tls_cert else None,
+        "ssl_key": Path(tls_key) if tls_key else None,
+    }
+    gate = None
+    private_dir = None
+    if limit > 0:
+        from birdhouse.gate import GateConfig
+        from birdhouse.gate_process import GateProcess
+
+        # The gate takes the public address (and TLS); granian listens on a
+        # socket only this user can reach. A short temp path: sun_path holds 108 bytes.
+        private_dir = Path(tempfile.mkdtemp(prefix="birdhouse-"))
+        upstream = private_dir / "granian.sock"
+        gate = GateProcess(
+            GateConfig(
+                host=settings.server.host,
+                port=settings.server.port,
+                upstream=str(upstream),
+                max_connections=limit,
+                retry_after_s=settings.events.retry_after_503_s,
+                tls_cert=tls_cert or "",
+                tls_key=tls_key or "",
+                drain_s=settings.server.shutdown_grace_s + 5,
+                log_level=settings.server.log_level,
+                log_format=settings.server.log_format,
+            )
+        )
+        listen = {"uds": upstream, "uds_permissions": 0o600}
     # One worker: the embedded engine owns its data dir for the whole process.
     server = Granian(
         "birdhouse.app:app_from_env",
         factory=True,
-        address=settings.server.host,
-        port=settings.server.port,
         interface=Interfaces.ASGI,
         workers=1,
         log_level=settings.server.log_level,  # type: ignore[arg-type]
-        ssl_cert=Path(tls_cert) if tls_cert else None,
-        ssl_key=Path(tls_key) if tls_key else None,
         http1_settings=HTTP1Settings(header_read_timeout=settings.server.header_read_timeout_ms),
         http2_settings=HTTP2Settings(max_concurrent_streams=settings.server.http2_max_concurrent_streams),
         backpressure=settings.server.backpressure,
+        **listen,
     )
-    server.serve()
+    if gate is None:
+        server.serve()
+        return
+    from birdhouse.gate_process import GateError
+
+    server.on_startup(gate.start)
+    server.on_shutdown(gate.stop)
+    try:
+        server.serve()
+    except GateError as exc:
+        _fail(str(exc))
+    finally:
+        gate.stop()
+        if private_dir is not None:
+            shutil.rmtree(private_dir, ignore_errors=True)
+    if gate.failed:
+        _fail("the connection gate exited unexpectedly")
 
 
 @click.group()

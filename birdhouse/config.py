@@ -43,6 +43,12 @@ class ServerSettings:
     http2_max_concurrent_streams: int = 200
     # Concurrent requests per worker before granian stops reading new ones.
     backpressure: int = 4096
+    # Open client connections per node (0 = no limit). Past it a new HTTP/1.1
+    # connection gets 503 + Retry-After and an HTTP/2 one GOAWAY. granian cannot
+    # refuse connections, so the limit needs birdhouse.gate: a process on the
+    # public address that splices bytes to granian in Python. That costs
+    # throughput (docs/security.md), hence opt-in.
+    max_connections: int = 0
 
 
 @dataclass(frozen=True)
@@ -112,7 +118,7 @@ class FlushSettings:
     interval_ms: int = 1000
     max_rows: int = 100000
     max_bytes: int = 33554432
-    # A wait=true request waits this long for others to join its flush.
+    # A wait=true flush waits at most this long for as many waiters as joined the last one.
     wait_coalesce_ms: int = 20
     backend_down_deadline_s: float = 300.0
     retry_initial_ms: int = 100
