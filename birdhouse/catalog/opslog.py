@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+import threading
 
 import msgspec
 
@@ -27,11 +28,14 @@ __all__ = [
     "ENDPOINT_ERRORS",
     "OPS_LOG",
     "SERVICE_TABLES",
+    "OpsLogBuffer",
     "create_endpoint_errors",
     "create_ops_log",
     "create_service_table",
+    "flush_row",
     "record_endpoint_error",
     "record_flush",
+    "write_rows",
 ]
 
 log = logging.getLogger("birdhouse.opslog")
@@ -80,21 +84,19 @@ def create_ops_log(backend: Backend, workspace: Workspace) -> None:
     )
 
 
-def record_flush(
+def flush_row(
     backend: Backend,
-    workspace: Workspace,
     datasource: DataSource,
     rows: int,
     quarantined: int,
     elapsed: float,
     error: str | None,
     event_type: str = "append-hfi",
-) -> bool:
-    """Log one flush of ``datasource``: ``error`` None means it committed.
+) -> bytes:
+    """One JSONEachRow line for a flush of ``datasource``: ``error`` None means it committed.
 
     ``event_type`` is Tinybird's: ``append-hfi`` for Events API appends (the
-    default), ``append`` for Data Sources API imports. Returns False if the
-    row could not be written (logged, never raised).
+    default), ``append`` for Data Sources API imports.
     """
     now = dt.datetime.now(dt.UTC)
     row = _Row(
@@ -108,7 +110,12 @@ def record_flush(
         rows=rows,
         rows_quarantine=quarantined,
     )
-    data = msgspec.json.encode(row) + b"\n"
+    return msgspec.json.encode(row) + b"\n"
+
+
+def write_rows(backend: Backend, workspace: Workspace, data: bytes) -> bool:
+    """Insert ops log lines (creating the table on first use). False if they could
+    not be written (logged, never raised)."""
     for attempt in range(2):
         try:
             backend.insert(table_ref(workspace, OPS_LOG), data, "JSONEachRow", settings={"insert_deduplicate": 0})
@@ -120,9 +127,46 @@ def record_flush(
                     continue
                 except BackendError as create_exc:
                     exc = create_exc
-            log.error("could not write %s for %s: %s", OPS_LOG, datasource.name, exc.message)
+            log.error("could not write %s of workspace %s: %s", OPS_LOG, workspace.name, exc.message)
             return False
     return False
+
+
+def record_flush(
+    backend: Backend,
+    workspace: Workspace,
+    datasource: DataSource,
+    rows: int,
+    quarantined: int,
+    elapsed: float,
+    error: str | None,
+    event_type: str = "append-hfi",
+) -> bool:
+    """Log one flush of ``datasource`` now (see :func:`flush_row`)."""
+    return write_rows(backend, workspace, flush_row(backend, datasource, rows, quarantined, elapsed, error, event_type))
+
+
+class OpsLogBuffer:
+    """Flush rows kept for one insert per workspace, written apart from the
+    flushes (the flusher's thread adds, another writes: hence the lock)."""
+
+    def __init__(self) -> None:
+        self._pending: dict[str, tuple[Workspace, list[bytes]]] = {}
+        self._lock = threading.Lock()
+
+    def __len__(self) -> int:
+        with self._lock:
+            return sum(len(lines) for _, lines in self._pending.values())
+
+    def add(self, workspace: Workspace, line: bytes) -> None:
+        with self._lock:
+            self._pending.setdefault(workspace.id, (workspace, []))[1].append(line)
+
+    def write(self, backend: Backend) -> None:
+        with self._lock:
+            pending, self._pending = self._pending, {}
+        for workspace, lines in pending.values():
+            write_rows(backend, workspace, b"".join(lines))
 
 
 _ERROR_COLUMNS = ("pipe_id String", "pipe_name String", "params String", "status_code UInt16", "error String")

@@ -31,6 +31,7 @@ from birdhouse.schema.convert import Converter
 from birdhouse.schema.datetimes import decimal_to_nanos, format_datetime
 from birdhouse.schema.infer import DEFAULT_MAX_COLUMNS, Inference, infer_schema, sample_body
 from birdhouse.schema.types import ChType
+from birdhouse.schema.values import decimal_number
 
 __all__ = ["INVALID_DATA", "PREVIEW_ROWS", "REMOTE_URLS", "analysis_json", "analyze", "preview", "routes"]
 
@@ -39,7 +40,7 @@ SAMPLE_INITIAL_BYTES: Final = 65_536
 SAMPLE_MAX_BYTES: Final = 10 * 1024 * 1024
 PREVIEW_ROWS: Final = 10
 REMOTE_URLS: Final = "Analyzing remote URLs is disabled on this server; send the data in the body"
-_DECODER: Final = msgspec.json.Decoder(float_hook=Decimal)
+_DECODER: Final = msgspec.json.Decoder(float_hook=decimal_number)
 
 
 def _limits(request: Request) -> tuple[int, int, int]:

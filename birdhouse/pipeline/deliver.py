@@ -30,7 +30,7 @@ from birdhouse.backends import Backend, BackendError, BackendUnavailable
 from birdhouse.catalog.catalog import Catalog
 from birdhouse.catalog.datasources import table_ref
 from birdhouse.catalog.models import DataSource, Workspace
-from birdhouse.catalog.opslog import record_flush
+from birdhouse.catalog.opslog import OpsLogBuffer, flush_row, write_rows
 from birdhouse.catalog.pipes import mv_failure
 from birdhouse.pipeline.dedup import DedupIndex
 from birdhouse.pipeline.records import AcceptedBatch, decode_batch, landing_token, quarantine_token
@@ -138,11 +138,13 @@ def deliver_segment(
     dead_letter_dir: Path,
     dedup: DedupIndex | None = None,
     waiting: frozenset[str] = frozenset(),
+    ops_log: OpsLogBuffer | None = None,
 ) -> Delivery:
     """``waiting`` holds the request ids with a ``wait=true`` client: when a
     materialized view fails on a ``Null`` landing table (nothing stored), their
-    rows are dropped and they are told to retry (E22) instead of being parked."""
-    run = _SegmentRun(backend, catalog, dead_letter_dir, dedup, waiting)
+    rows are dropped and they are told to retry (E22) instead of being parked.
+    Ops log rows go to ``ops_log`` for the caller to write, else are written here."""
+    run = _SegmentRun(backend, catalog, dead_letter_dir, dedup, waiting, ops_log)
     batches = [decode_batch(p) for p in payloads]
     for group in _groups(batches):
         run.deliver_group(group)
@@ -164,7 +166,23 @@ class _SegmentRun:
     dead_letter_dir: Path
     dedup: DedupIndex | None
     waiting: frozenset[str]
+    ops_log: OpsLogBuffer | None = None
     delivery: Delivery = field(default_factory=Delivery)
+
+    def log_flush(
+        self,
+        workspace: Workspace,
+        datasource: DataSource,
+        rows: int,
+        quarantined: int,
+        started: float,
+        error: str | None,
+    ) -> None:
+        line = flush_row(self.backend, datasource, rows, quarantined, time.monotonic() - started, error)
+        if self.ops_log is None:
+            write_rows(self.backend, workspace, line)
+        else:
+            self.ops_log.add(workspace, line)
 
     def deliver_group(self, group: list[AcceptedBatch]) -> None:
         first = group[0]
@@ -187,11 +205,11 @@ class _SegmentRun:
                 _insert(self.backend, table, rows, first.columns, landing_token(landing))
             self.insert_quarantine(group)
         except BackendError as exc:
-            record_flush(self.backend, workspace, datasource, 0, 0, time.monotonic() - started, exc.message)
+            self.log_flush(workspace, datasource, 0, 0, started, exc.message)
             self.failed(workspace, datasource, group, exc)
             return
         rows_ok, quarantined = sum(b.successful_rows for b in group), sum(b.quarantined_rows for b in group)
-        record_flush(self.backend, workspace, datasource, rows_ok, quarantined, time.monotonic() - started, None)
+        self.log_flush(workspace, datasource, rows_ok, quarantined, started, None)
         self.delivery.rows += rows_ok
         self.delivery.quarantined += quarantined
 

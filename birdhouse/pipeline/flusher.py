@@ -30,6 +30,7 @@ from starlette.concurrency import run_in_threadpool
 
 from birdhouse.backends import Backend
 from birdhouse.catalog.catalog import Catalog
+from birdhouse.catalog.opslog import OpsLogBuffer
 from birdhouse.config import FlushSettings
 from birdhouse.metrics import Metrics
 from birdhouse.pipeline.dedup import DedupIndex
@@ -37,6 +38,10 @@ from birdhouse.pipeline.deliver import Delivery, Failure, Transient, deliver_seg
 from birdhouse.wal import Ticket, Wal, WalCorrupt, WalError
 
 log = logging.getLogger("birdhouse.flush")
+
+# Flush rows reach tinybird.datasources_ops_log this often: a row of its own per
+# flush cost as much as the landing insert, on the path of wait=true requests.
+OPS_LOG_INTERVAL_S = 1.0
 
 
 @dataclass(frozen=True)
@@ -83,8 +88,10 @@ class Flusher:
         self._arrivals_flushed = 0
         self._last_waiters = 0
         self._arrived: asyncio.Event | None = None
+        self._ops_log = OpsLogBuffer()
         self._progress: asyncio.Condition | None = None
         self._task: asyncio.Task[None] | None = None
+        self._ops_task: asyncio.Task[None] | None = None
         self._stopping = False
         self._abandoned = False
         self._flush_requested = False
@@ -105,6 +112,7 @@ class Flusher:
         self._arrived = asyncio.Event()
         self._progress = asyncio.Condition()
         self._task = asyncio.create_task(self._run(), name="birdhouse-flusher")
+        self._ops_task = asyncio.create_task(self._write_ops_log(), name="birdhouse-ops-log")
         if self.wal.sealed():
             self.kick()  # replay what a previous run left behind
 
@@ -190,6 +198,12 @@ class Flusher:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
+        if self._ops_task is not None:
+            self._ops_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._ops_task
+        if self._ops_log:
+            await run_in_threadpool(self._ops_log.write, self.backend)
 
     # --------------------------------------------------------------- loop
 
@@ -236,6 +250,14 @@ class Flusher:
             backoff = self.settings.retry_initial_ms / 1000
             if self._stopping:
                 return
+
+    async def _write_ops_log(self) -> None:
+        """The ops log rows of flushes, once a second: one insert per workspace,
+        off the path of the requests waiting for those flushes."""
+        while True:
+            await asyncio.sleep(OPS_LOG_INTERVAL_S)
+            if self._ops_log:
+                await run_in_threadpool(self._ops_log.write, self.backend)
 
     async def _coalesce(self) -> None:
         """Give waiting requests' peers a moment to join the flush: until as many
@@ -287,7 +309,13 @@ class Flusher:
                 continue
             started = time.monotonic()
             delivery = deliver_segment(
-                self.backend, self.catalog, payloads, self.dead_letter_dir, self.dedup, frozenset(self._waiting)
+                self.backend,
+                self.catalog,
+                payloads,
+                self.dead_letter_dir,
+                self.dedup,
+                frozenset(self._waiting),
+                self._ops_log,
             )
             self.metrics.flush_seconds.observe(time.monotonic() - started)
             self.metrics.flushed_rows.inc(delivery.rows, "ok")

@@ -8,13 +8,14 @@ for ``INSERT INTO t (columns) FORMAT JSONEachRow``. A row leaves out the keys
 whose DEFAULT the engine must evaluate (``input_format_defaults_for_omitted_fields``
 is on by default), so DEFAULT expressions are never re-implemented here.
 
-Numbers are decoded with ``float_hook=Decimal``: integers stay exact Python ints
+Numbers are decoded with ``float_hook=decimal_number`` (a ``Decimal``): integers stay exact Python ints
 of any size and every other number keeps its source digits, so Decimal and
 DateTime64 columns never see a float round trip.
 """
 
 from __future__ import annotations
 
+import codecs
 import contextlib
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -30,6 +31,7 @@ from birdhouse.schema.plan import FROM_KEY, FROM_LINE, FROM_PATH, Absent
 from birdhouse.schema.plan import plan as make_plan
 from birdhouse.schema.values import (
     ConversionError,
+    decimal_number,
     value_text,
 )
 
@@ -39,6 +41,7 @@ MAX_DETAILS: Final = 100
 _BOM: Final = b"\xef\xbb\xbf"
 _JSON_WS: Final = b" \t\r"
 _LINE_TEXT_MAX: Final = 1024
+_UTF8_STEP: Final = 1 << 20
 
 
 @dataclass
@@ -97,7 +100,7 @@ class Converter:
         # Quarantine rows carry every stored column (§6), NULL for those without a path.
         self._quarantine_columns = [(c.name, by_name.get(c.name)) for c in columns if c.stored]
         self._expand = expand_json_array_lines
-        self._decoder = msgspec.json.Decoder(float_hook=Decimal)
+        self._decoder = msgspec.json.Decoder(float_hook=decimal_number)
         self._encoder = msgspec.json.Encoder(decimal_format="number")
         # ``fast=False`` keeps to the general path: the reference the fast path is tested against.
         self._fast = compile_fast_path(self._plans, max_line_bytes) if fast else None
@@ -109,7 +112,9 @@ class Converter:
         bad: list[dict[str, Any]] = []
         notes: list[dict[str, Any]] = []
         lines = body.split(b"\n")
-        if self._fast is not None:
+        # msgspec skips keys no column reads without checking their UTF-8: a body
+        # that is not valid UTF-8 takes the general path, which quarantines the bad lines (M7).
+        if self._fast is not None and (body.isascii() or _is_utf8(body)):
 
             def general(lineno: int, line: bytes) -> None:
                 self._line(lineno, line, good, bad, notes, details)
@@ -271,6 +276,17 @@ class Converter:
 
     def _encode_quarantine(self, bad: list[dict[str, Any]]) -> bytes:
         return b"".join(self._encoder.encode(row) + b"\n" for row in bad)
+
+
+def _is_utf8(data: bytes) -> bool:
+    decoder = codecs.getincrementaldecoder("utf-8")()
+    try:
+        for start in range(0, len(data), _UTF8_STEP):  # bounded memory: output is dropped per step
+            decoder.decode(data[start : start + _UTF8_STEP])
+        decoder.decode(b"", final=True)
+    except UnicodeDecodeError:
+        return False
+    return True
 
 
 def _safe_text(value: Any) -> str | None:

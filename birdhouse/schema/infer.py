@@ -21,7 +21,6 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from decimal import Decimal
 from typing import Final
 
 import msgspec
@@ -30,6 +29,7 @@ from birdhouse.schema.columns import Column
 from birdhouse.schema.engine import EngineSpec
 from birdhouse.schema.infer_stats import MAX_DEPTH, PathStats, Sampler, scalar_type
 from birdhouse.schema.names import MAX_NAME_LENGTH, RESERVED_COLUMN_NAMES
+from birdhouse.schema.values import decimal_number
 
 __all__ = [
     "DEFAULT_MAX_COLUMNS",
@@ -46,7 +46,7 @@ _BOM: Final = b"\xef\xbb\xbf"
 _NOT_NAME_RE = re.compile(r"[^A-Za-z0-9_]")
 _DATE_BASES: Final = ("Date", "Date32", "DateTime", "DateTime64")
 # Decoded exactly like the ingest Converter: ints stay ints, other numbers keep their digits.
-_DECODER: Final = msgspec.json.Decoder(float_hook=Decimal)
+_DECODER: Final = msgspec.json.Decoder(float_hook=decimal_number)
 
 
 @dataclass(frozen=True)

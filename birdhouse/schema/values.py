@@ -33,6 +33,7 @@ __all__ = [
     "ValueConverter",
     "compact_json",
     "compile_converter",
+    "decimal_number",
     "jtype",
     "value_text",
 ]
@@ -40,6 +41,23 @@ __all__ = [
 ValueConverter = Callable[[Any], Any]
 
 _ENCODER = msgspec.json.Encoder(decimal_format="number")
+
+
+def decimal_number(text: str) -> Decimal:
+    """The ``float_hook`` of every JSON decoder here: the number with its source digits.
+
+    ``Decimal`` cannot hold exponents past ±999,999,999,999,999,999 and raises;
+    valid JSON such as ``1e1000000000000000000`` then saturates as a float would:
+    ``±Infinity``, or ``±0`` when the mantissa is zero or the exponent negative.
+    """
+    try:
+        return Decimal(text)
+    except ArithmeticError:
+        mantissa, _, exponent = text.lower().partition("e")
+        sign = "-" if mantissa.startswith("-") else ""
+        if exponent.startswith("-") or not mantissa.strip("+-0."):
+            return Decimal(sign + "0")
+        return Decimal(sign + "Infinity")
 
 
 def compact_json(value: Any) -> str:

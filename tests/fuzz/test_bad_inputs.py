@@ -261,6 +261,25 @@ def test_integers_past_64_and_128_bits(app: Local, column: str, value: str, land
         assert counts["quarantine"][0]["columns"] == [column]
 
 
+@pytest.mark.parametrize(
+    ("params", "line", "landed"),
+    [
+        ({}, '{"n": 1, "other": 1e1000000000000000000}', 1),  # a key no column reads
+        ({}, '{"n": 1, "s": 1e1000000000000000000}', 0),  # a number into a String: M3
+        ({}, '{"n": 0e1000000000000000000}', 0),  # a non-integer literal into Int64: M3
+        ({"format": "json"}, '{"n": 1, "other": -1E+1000000000000000000}', 1),
+        ({"name": "autocreated_huge_exponent"}, '{"n": 1, "other": 1e1000000000000000000}', 1),
+    ],
+)
+def test_exponents_past_decimal_range_are_values_not_a_500(
+    app: Local, params: dict[str, str], line: str, landed: int
+) -> None:
+    # Decimal cannot hold exponents past ±10^18; such valid JSON once raised out of the decoder (a 500).
+    response = post(app, line.encode(), params)
+    assert response.status_code == 202, response.text
+    assert response.json()["successful_rows"] == landed
+
+
 def test_nul_bytes(app: Local) -> None:
     # Escaped NUL: valid JSON, a String may hold it.
     escaped = post(app, b'{"n": 106, "s": "a\\u0000b"}')

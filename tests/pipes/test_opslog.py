@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 import msgspec
 
 from birdhouse.catalog.models import DataSource, Workspace
@@ -127,3 +129,23 @@ def test_endpoint_errors_are_logged_for_admins(local: Local) -> None:
         "/v0/sql", params={"q": "SELECT * FROM tinybird.endpoint_errors"}, headers=local.auth(reader)
     )
     assert denied.status_code == 403
+
+
+def test_flushes_are_logged_once_the_waiters_are_answered(local: Local) -> None:
+    from tests.pipes.conftest import post_events
+
+    local.create_datasource("events", SCHEMA)
+    post_events(local, "events", ['{"id": "a"}', '{"id": "b"}', "not json"])
+    post_events(local, "events", ['{"id": "c"}'])
+    # Written by the flusher after it answered (off the wait=true path): poll briefly.
+    deadline = time.monotonic() + 10
+    rows: list[dict[str, object]] = []
+    while time.monotonic() < deadline:
+        rows = sql(local, f"SELECT result, rows, rows_quarantine FROM {OPS_LOG} ORDER BY timestamp")
+        if len(rows) >= 2:
+            break
+        time.sleep(0.05)
+    assert rows == [
+        {"result": "ok", "rows": 2, "rows_quarantine": 1},
+        {"result": "ok", "rows": 1, "rows_quarantine": 0},
+    ]

@@ -42,6 +42,24 @@ _TYPES: dict[str, list[Any]] = {
     "JSON": [{"a": {"b": 1}}, [1]],
 }
 _NAMES = ["a", "b", "c", "d", "e", "f"]
+# Lines the struct decode alone would get wrong: it skips keys no column reads
+# without checking their UTF-8 or building their numbers.
+_RAW_LINES = [
+    b"",
+    b"  \r",
+    b"{bad",
+    b"[1,2]",
+    b"3",
+    b'{"a":1} {"a":2}',
+    b"null",
+    b'{"a":1,"zz":"\xff"}',
+    b'{"a":1,"\xc0\xaf":2}',
+    b'{"a":1,"zz":' + b"9" * 5000 + b"}",
+    b'{"a":1,"zz":"' + b"9" * 5000 + b'"}',
+    b'{"a":1e1000000000000000000}',
+    b'{"a":0e1000000000000000000,"zz":-1E+1000000000000000000}',
+    b'{"a":-0e-1000000000000000000,"zz":1e-1000000000000000000}',
+]
 
 
 @st.composite
@@ -66,7 +84,7 @@ def bodies(draw: st.DrawFn, types: list[str]) -> bytes:
     for _ in range(draw(st.integers(0, 8))):
         kind = draw(st.integers(0, 9))
         if kind == 0:
-            lines.append(draw(st.sampled_from([b"", b"  \r", b"{bad", b"[1,2]", b"3", b'{"a":1} {"a":2}', b"null"])))
+            lines.append(draw(st.sampled_from(_RAW_LINES)))
             continue
         row: dict[str, Any] = {}
         for name, ch_type in zip(_NAMES, types, strict=False):
@@ -139,3 +157,10 @@ def test_date_memo_is_bounded_and_exact(monkeypatch: pytest.MonkeyPatch) -> None
     # 40 distinct texts through an 8-entry memo: it was cleared, never grew past its size.
     memos = [v for k, v in fast._fast.run.__globals__.items() if k.startswith("m") and isinstance(v, dict)]  # type: ignore[union-attr]
     assert memos and all(len(m) <= 8 for m in memos)
+
+
+@pytest.mark.parametrize("line", _RAW_LINES[7:])
+def test_lines_the_struct_alone_would_accept(line: bytes) -> None:
+    columns = parse_schema("a Float64 `json:$.a`, b Nullable(Int32) `json:$.b`")
+    body = b'{"a":1.5}\n' + line + b"\n"
+    assert Converter(columns).convert(body, details=True) == Converter(columns, fast=False).convert(body, details=True)
