@@ -121,7 +121,7 @@ def _row_loop(plans: Sequence[Plan], kinds: list[str], max_line: int, decode: An
         "        lineno += 1",
         "        if not line.strip(_JSON_WS):",
         "            continue",
-        f"        if len(line) > {LONG_DIGITS} and (len(line) > {max_line} or long_digits(line)):",
+        f"        if len(line) > {min(LONG_DIGITS, max_line)} and (len(line) > {max_line} or long_digits(line)):",
         "            slow(lineno, line)",
         "            continue",
         "        try:",

@@ -164,3 +164,13 @@ def test_lines_the_struct_alone_would_accept(line: bytes) -> None:
     columns = parse_schema("a Float64 `json:$.a`, b Nullable(Int32) `json:$.b`")
     body = b'{"a":1.5}\n' + line + b"\n"
     assert Converter(columns).convert(body, details=True) == Converter(columns, fast=False).convert(body, details=True)
+
+
+@pytest.mark.parametrize("max_line", [50, 5000])
+def test_line_cap_below_and_above_the_digit_run_check(max_line: int) -> None:
+    columns = parse_schema("a String `json:$.a`")
+    lines = [json.dumps({"a": "x" * n}).encode() for n in (10, 100, 4400, 6000)]
+    body = b"\n".join(lines)
+    fast = Converter(columns, max_line_bytes=max_line).convert(body, details=True)
+    assert fast == Converter(columns, max_line_bytes=max_line, fast=False).convert(body, details=True)
+    assert fast.quarantined_rows == (3 if max_line == 50 else 1)
