@@ -28,6 +28,9 @@ def parse(argv: list[str] | None = None) -> tuple[Config, argparse.Namespace]:
     p.add_argument("--shapes", default=",".join(events.SHAPES), help="flat,web")
     p.add_argument("--scenarios", default=",".join(ALL_SCENARIOS), help=",".join(ALL_SCENARIOS))
     p.add_argument("--soak", type=float, default=0.0, metavar="MINUTES", help="soak at 80 %% of max (off)")
+    p.add_argument(
+        "--soak-fraction", type=float, default=0.8, help="the soak's rate as a fraction of the batched max (0.8)"
+    )
     p.add_argument("--drain-rows", type=int, default=3_000_000, help="rows for the drain scenario")
     p.add_argument("--loadgen", choices=("auto", "wrk", "python"), default="auto")
     p.add_argument("--no-clickhouse", action="store_true", help="skip the ClickHouse server reference")
@@ -52,6 +55,7 @@ def parse(argv: list[str] | None = None) -> tuple[Config, argparse.Namespace]:
         shapes=tuple(s for s in a.shapes.split(",") if s),
         scenarios=tuple(s for s in a.scenarios.split(",") if s),
         soak_min=a.soak,
+        soak_fraction=a.soak_fraction,
         drain_rows=20_000 if a.smoke else a.drain_rows,
         distinct_bodies=4 if a.smoke else 16,
         chdb_max_s=1.0 if a.smoke else 10.0,

@@ -35,6 +35,8 @@ class Config:
     shapes: tuple[str, ...] = events.SHAPES
     scenarios: tuple[str, ...] = ALL_SCENARIOS
     soak_min: float = 0.0
+    # The soak's offered rate as a fraction of the batched closed-loop maximum (the 80 %).
+    soak_fraction: float = 0.8
     drain_rows: int = 3_000_000
     distinct_bodies: int = 16
     batch_rows: int = 1000
@@ -412,7 +414,7 @@ class Suite:
         c = self.config
         shape = c.shapes[0]
         max_rows = self.max_rows_per_s(shape)
-        rate = max(1.0, 0.8 * max_rows / c.batch_rows)
+        rate = max(1.0, c.soak_fraction * max_rows / c.batch_rows)
         name = self.ds_name("soak")
         self.bh.create_datasource(name, events.BY_NAME[shape].schema)
         req = Request(f"/v0/events?name={name}", (("Authorization", f"Bearer {self.bh.token}"),))
@@ -434,7 +436,9 @@ class Suite:
                     }
                 )
 
-        self.log(f"soak: {c.soak_min:g} min at {rate:.1f} req/s ({rate * c.batch_rows:,.0f} rows/s, 80 % of max)")
+        rows_per_s = rate * c.batch_rows
+        share = f"{c.soak_fraction:.0%} of max"
+        self.log(f"soak: {c.soak_min:g} min at {rate:.1f} req/s ({rows_per_s:,.0f} rows/s, {share})")
         thread = threading.Thread(target=sample, daemon=True)
         thread.start()
         proc, out = self.loads.start_python(spec_path)
