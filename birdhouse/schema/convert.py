@@ -25,7 +25,7 @@ from typing import Any, Final
 import msgspec
 
 from birdhouse.schema.columns import Column
-from birdhouse.schema.fastpath import compile_fast_path
+from birdhouse.schema.fastpath import JSON_WS, compile_fast_path
 from birdhouse.schema.jsonpath import MISSING
 from birdhouse.schema.plan import FROM_KEY, FROM_LINE, FROM_PATH, Absent
 from birdhouse.schema.plan import plan as make_plan
@@ -39,7 +39,6 @@ __all__ = ["MAX_DETAILS", "Converted", "Converter", "line_error_message"]
 
 MAX_DETAILS: Final = 100
 _BOM: Final = b"\xef\xbb\xbf"
-_JSON_WS: Final = b" \t\r"
 _LINE_TEXT_MAX: Final = 1024
 _UTF8_STEP: Final = 1 << 20
 
@@ -144,7 +143,7 @@ class Converter:
         details: bool,
     ) -> None:
         """The general path for one line (also the fast path's fallback)."""
-        if not line.strip(_JSON_WS):
+        if not line.strip(JSON_WS):
             return
         max_line = self.max_line_bytes
         if len(line) > max_line:

@@ -34,7 +34,7 @@ from birdhouse.schema.plan import FROM_KEY, Absent, Plan
 from birdhouse.schema.types import int_range
 from birdhouse.schema.values import decimal_number
 
-__all__ = ["FastPath", "compile_fast_path"]
+__all__ = ["JSON_WS", "FastPath", "compile_fast_path"]
 
 # Line → rows: (body lines, good rows, the general path for one line) → None.
 Slow = Callable[[int, bytes], None]
@@ -47,7 +47,8 @@ _DATES: Final = frozenset({"Date", "Date32", "DateTime", "DateTime64"})
 # Cleared when full (timestamps move on; old ones would never hit again).
 MEMO_SIZE: Final = 4096
 MEMO_TEXT_MAX: Final = len("2024-05-01T10:00:00Z")
-_JSON_WS: Final = b" \t\r"
+# Whitespace a blank NDJSON line may consist of (shared with the general path).
+JSON_WS: Final = b" \t\r"
 
 
 # Python's int-from-text limit (sys.get_int_max_str_digits); lines shorter than it cannot hold such a run.
@@ -129,7 +130,7 @@ def _row_loop(plans: Sequence[Plan], kinds: list[str], max_line: int, decode: An
         "            row = {}",
     ]
     env: dict[str, Any] = {
-        "_JSON_WS": _JSON_WS,
+        "_JSON_WS": JSON_WS,
         "_Fallback": _Fallback,
         "UNSET": msgspec.UNSET,
         "decode": decode,
@@ -180,8 +181,7 @@ class FastPath:
         keys = {f"f{i}": p.key for i, p in enumerate(plans)}
         struct = msgspec.defstruct("Row", fields, rename=keys, array_like=False)  # type: ignore[arg-type]
         self.decoder = msgspec.json.Decoder(struct, float_hook=decimal_number)
-        self.kinds = [kind for kind, _ in typed]
-        self.run = _row_loop(plans, self.kinds, max_line, self.decoder.decode)
+        self.run = _row_loop(plans, [kind for kind, _ in typed], max_line, self.decoder.decode)
 
 
 def compile_fast_path(plans: Sequence[Plan], max_line: int) -> FastPath | None:
