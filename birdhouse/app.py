@@ -99,6 +99,7 @@ def create_app(settings: Settings, *, local_mode: bool = True) -> Starlette:
             # period; whatever is left stays in the WAL for the next start.
             runtime.accepting = False
             await runtime.flusher.stop(settings.server.shutdown_grace_s)
+            await runtime.ingestor.offload.aclose()
             await run_in_threadpool(runtime.close)
 
     return App(

@@ -98,6 +98,8 @@ class EventsSettings:
     slots_per_datasource: int = 2
     slot_wait_ms: int = 5000
     max_inflight_requests: int = 1024
+    # Worker processes converting large bodies off the server's GIL (-1: one per core but one, up to 4; 0: none).
+    conversion_processes: int = -1
 
 
 @dataclass(frozen=True)

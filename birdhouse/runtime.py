@@ -24,6 +24,7 @@ from birdhouse.metrics import Metrics
 from birdhouse.pipeline.dedup import DedupIndex
 from birdhouse.pipeline.flusher import Flusher
 from birdhouse.pipeline.ingest import Ingestor
+from birdhouse.pipeline.offload import auto_processes
 from birdhouse.wal import Wal
 
 log = logging.getLogger("birdhouse")
@@ -127,20 +128,25 @@ def open_runtime(settings: Settings, local: bool) -> Runtime:
         flusher = Flusher(
             wal, backend, catalog, settings.flush, settings.data_path / "deadletter", dedup=dedup, metrics=metrics
         )
-        _register_gauges(metrics, wal, flusher)
         runtime = Runtime(
             settings=settings,
             backend=backend,
             catalog=catalog,
             local=local,
             wal=wal,
-            ingestor=Ingestor(wal, settings.events.expand_json_array_lines, settings.events.max_line_bytes),
+            ingestor=Ingestor(
+                wal,
+                settings.events.expand_json_array_lines,
+                settings.events.max_line_bytes,
+                _conversion_processes(settings),
+            ),
             flusher=flusher,
             dedup=dedup,
             limits=EventLimits(settings),
             autocreator=Autocreator(catalog, settings),
             metrics=metrics,
         )
+        _register_gauges(metrics, runtime)
         _bootstrap(runtime)
     except BaseException:
         wal.close()
@@ -149,13 +155,25 @@ def open_runtime(settings: Settings, local: bool) -> Runtime:
     return runtime
 
 
-def _register_gauges(metrics: Metrics, wal: Wal, flusher: Flusher) -> None:
+def _conversion_processes(settings: Settings) -> int:
+    wanted = settings.events.conversion_processes
+    return auto_processes(os.cpu_count()) if wanted < 0 else wanted
+
+
+def _register_gauges(metrics: Metrics, runtime: Runtime) -> None:
+    wal, flusher, offload = runtime.wal, runtime.flusher, runtime.ingestor.offload
     gauges = [
         ("birdhouse_wal_segments", "WAL segment files on disk (sealed and active).", lambda: wal.stats().segments),
         ("birdhouse_wal_bytes", "Bytes of WAL segment files on disk.", lambda: wal.total_bytes),
         ("birdhouse_wal_fsyncs", "fdatasync calls on the WAL since start.", lambda: wal.stats().fsyncs),
         ("birdhouse_backend_down_seconds", "How long the backend has been failing (0 = ok).", flusher.backend_down_for),
         ("birdhouse_flushed_through_segment", "Highest WAL segment delivered.", lambda: flusher.flushed_through),
+        ("birdhouse_conversions_offloaded", "Large bodies converted by a worker process.", lambda: offload.offloaded),
+        (
+            "birdhouse_conversions_in_process",
+            "Large bodies converted in-process because no worker process could (not started, restarting, failed).",
+            lambda: offload.fallbacks,
+        ),
     ]
     for name, help_text, read in gauges:
         metrics.gauge(name, help_text, read)

@@ -231,7 +231,7 @@ async def _accept(request: Request, job: Job, headers: dict[str, str]) -> Accept
     if len(job.body) <= INLINE_BYTES:
         converted = rt.ingestor.convert(job.datasource, job.body, job.details)
     else:
-        converted = await run_in_threadpool(rt.ingestor.convert, job.datasource, job.body, job.details)
+        converted = await rt.ingestor.convert_large(job.datasource, job.body, job.details)
     shown = converted.details if job.details else None
     if not converted.successful_rows and not converted.quarantined_rows:
         return _success(200 if job.wait else 202, 0, 0, shown, headers)

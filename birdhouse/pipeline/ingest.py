@@ -12,22 +12,34 @@ that) nor that they survive the loss of this node's disk.
 
 from __future__ import annotations
 
+import pickle
 import threading
+
+from starlette.concurrency import run_in_threadpool
 
 from birdhouse.catalog.models import DataSource, Workspace
 from birdhouse.pipeline.commit import AsyncCommitter
+from birdhouse.pipeline.offload import Offload
 from birdhouse.pipeline.records import AcceptedBatch, encode_batch
 from birdhouse.schema.convert import Converted, Converter
 from birdhouse.wal import Ticket, Wal
 
 
 class Ingestor:
-    def __init__(self, wal: Wal, expand_json_array_lines: bool = False, max_line_bytes: int = 64 << 20) -> None:
+    def __init__(
+        self,
+        wal: Wal,
+        expand_json_array_lines: bool = False,
+        max_line_bytes: int = 64 << 20,
+        conversion_processes: int = 0,
+    ) -> None:
         self.max_line_bytes = max_line_bytes
         self.wal = wal
         self.committer = AsyncCommitter(wal)
         self.expand_json_array_lines = expand_json_array_lines
+        self.offload = Offload(conversion_processes)
         self._converters: dict[tuple[str, str], Converter] = {}
+        self._specs: dict[tuple[str, str], tuple[bytes, bytes]] = {}
         self._lock = threading.Lock()
 
     def converter(self, datasource: DataSource) -> Converter:
@@ -48,6 +60,28 @@ class Ingestor:
 
     def convert(self, datasource: DataSource, body: bytes, details: bool) -> Converted:
         return self.converter(datasource).convert(body, details=details)
+
+    async def convert_large(self, datasource: DataSource, body: bytes, details: bool) -> Converted:
+        """A body too large to convert on the event loop: in a worker process
+        when there is one (pipeline/offload.py), else in a thread."""
+        if self.offload.enabled:
+            key, spec = self._spec(datasource)
+            converted = await self.offload.convert(key, spec, body, details)
+            if converted is not None:
+                return converted
+        return await run_in_threadpool(self.convert, datasource, body, details)
+
+    def _spec(self, datasource: DataSource) -> tuple[bytes, bytes]:
+        """What a worker process needs to build the same converter (schema/worker.py)."""
+        key = (datasource.id, datasource.updated_at)
+        found = self._specs.get(key)
+        if found is None:
+            for stale in [k for k in self._specs if k[0] == datasource.id]:
+                del self._specs[stale]
+            options = {"expand_json_array_lines": self.expand_json_array_lines, "max_line_bytes": self.max_line_bytes}
+            spec = pickle.dumps((list(datasource.columns), options), protocol=5)
+            found = self._specs[key] = (f"{datasource.id}@{datasource.updated_at}".encode(), spec)
+        return found
 
     def accept(
         self,
