@@ -52,6 +52,7 @@ class Runtime:
 
     def close(self) -> None:
         try:
+            self.ingestor.committer.close()
             self.wal.close()
         finally:
             self.backend.close()

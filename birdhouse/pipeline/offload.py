@@ -71,7 +71,11 @@ class _Worker:
         self.starting = False
         self.started_at = -RESTART_DELAY_S
         self.pending: dict[int, asyncio.Future[Converted | None]] = {}
-        self._buffer = bytearray()
+        # The reply being read: pieces so far, their length, the payload length (-1: header first).
+        self._parts: list[memoryview] = []
+        self._have = 0
+        self._expect = -1
+        self._reply_id = self._reply_ok = 0
 
     async def start(self) -> None:
         """Spawn the process and connect its pipes; the caller set ``starting``
@@ -109,26 +113,43 @@ class _Worker:
         return future
 
     def feed(self, data: bytes) -> None:
-        buffer = self._buffer
-        buffer += data
-        while len(buffer) >= REPLY.size:
-            request_id, ok, size = REPLY.unpack_from(buffer)
-            end = REPLY.size + size
-            if len(buffer) < end:
-                return
-            payload = bytes(buffer[REPLY.size : end])
-            del buffer[:end]
-            if request_id == READY:
-                self.ready = True
-                continue
-            future = self.pending.pop(request_id, None)
-            if future is None or future.done():
-                continue
-            if ok:
-                future.set_result(pickle.loads(payload))  # noqa: S301 - written by our own worker process
-            else:
-                log.warning("conversion worker failed (converting in-process): %s", payload.decode(errors="replace"))
-                future.set_result(None)
+        """Replies arrive in pipe-sized pieces: a payload's pieces are kept in a
+        list and joined once, rather than appended to and cut from one buffer."""
+        view = memoryview(data)
+        while view:
+            if self._expect < 0:  # reading a header
+                need = REPLY.size - self._have
+                self._parts.append(view[:need])
+                self._have += min(need, len(view))
+                view = view[need:]
+                if self._have < REPLY.size:
+                    return
+                header = b"".join(self._parts)
+                self._parts, self._have = [], 0
+                self._reply_id, self._reply_ok, self._expect = REPLY.unpack(header)
+            need = self._expect - self._have
+            if need > 0:
+                self._parts.append(view[:need])
+                self._have += min(need, len(view))
+                view = view[need:]
+                if self._have < self._expect:
+                    return
+            payload = b"".join(self._parts)
+            self._parts, self._have, self._expect = [], 0, -1
+            self._reply(self._reply_id, self._reply_ok, payload)
+
+    def _reply(self, request_id: int, ok: int, payload: bytes) -> None:
+        if request_id == READY:
+            self.ready = True
+            return
+        future = self.pending.pop(request_id, None)
+        if future is None or future.done():
+            return
+        if ok:
+            future.set_result(pickle.loads(payload))  # noqa: S301 - written by our own worker process
+        else:
+            log.warning("conversion worker failed (converting in-process): %s", payload.decode(errors="replace"))
+            future.set_result(None)
 
     def lost(self) -> None:
         if self.ready:
@@ -141,7 +162,7 @@ class _Worker:
             if not future.done():
                 future.set_result(None)
         self.pending.clear()
-        self._buffer.clear()
+        self._parts, self._have, self._expect = [], 0, -1
         for transport in (self.writer, self.reader):
             if transport is not None:
                 transport.close()

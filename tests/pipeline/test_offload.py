@@ -206,3 +206,29 @@ def test_large_bodies_through_the_api_land_as_in_process(make_local: Callable[..
     assert list(quarantined.values()) == [sent]
     metrics = app.client.get("/metrics", headers=app.auth()).text
     assert "birdhouse_conversions_offloaded 1" in metrics
+
+
+def test_replies_split_at_any_byte_are_reassembled() -> None:
+    from birdhouse.pipeline.offload import _Worker
+    from birdhouse.schema.worker import READY, REPLY
+
+    results = {i: in_process(body, i % 2 == 1) for i, body in enumerate(BODIES * 2, start=1)}
+    stream = REPLY.pack(READY, 1, 0) + b"".join(
+        REPLY.pack(i, 1, len(p)) + p for i, p in ((i, pickle.dumps(c)) for i, c in results.items())
+    )
+    stream += REPLY.pack(99, 0, 5) + b"boom!"
+
+    async def check(piece: int) -> None:
+        worker = _Worker()
+        loop = asyncio.get_running_loop()
+        futures = {i: loop.create_future() for i in [*results, 99]}
+        worker.pending.update(futures)
+        for start in range(0, len(stream), piece):
+            worker.feed(stream[start : start + piece])
+        assert worker.ready
+        assert {i: futures[i].result() for i in results} == results
+        assert futures[99].result() is None
+        assert not worker.pending
+
+    for piece in (1, 7, REPLY.size, 4096, len(stream)):
+        asyncio.run(check(piece))
