@@ -57,9 +57,6 @@ class StorageSettings:
     dsn: str = ""
     catalog_database: str = "birdhouse"
     catalog_refresh_s: float = 2.0
-    # Embedded chDB: nice value of the engine's background merge threads (0 = as the server), so
-    # merges take the CPU the request path leaves (backends/chdb_threads.py).
-    merge_nice: int = 10
 
 
 @dataclass(frozen=True)

@@ -13,7 +13,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from birdhouse.backends import Backend, open_backend
-from birdhouse.backends.chdb import ChdbBackend
 from birdhouse.catalog.autocreate import Autocreator
 from birdhouse.catalog.catalog import Catalog
 from birdhouse.catalog.models import Token, Workspace, new_uuid
@@ -104,8 +103,6 @@ def _bootstrap(runtime: Runtime) -> None:
 def open_runtime(settings: Settings, local: bool) -> Runtime:
     settings.data_path.mkdir(parents=True, exist_ok=True)
     backend = open_backend(settings.storage_dsn)
-    if isinstance(backend, ChdbBackend):
-        backend.merges.nice = settings.storage.merge_nice
     try:
         catalog = Catalog(backend, b"", settings.server.region, settings.storage.catalog_database)
         catalog.store.ensure_schema()

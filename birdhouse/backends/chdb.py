@@ -16,7 +16,6 @@ from typing import Any
 
 from birdhouse.backends.base import BackendError, BackendUnavailable, Capabilities, QueryResult
 from birdhouse.backends.chdb_journal import InsertJournal
-from birdhouse.backends.chdb_threads import MergeNice
 
 _CODE_RE = re.compile(r"Code:\s*(\d+)")
 # The engine appends its version and a stack-trace hint; people need neither.
@@ -69,8 +68,6 @@ class ChdbBackend:
         self.dsn = f"chdb://{self.path}"
         self._lock = threading.Lock()
         self._tables: dict[str, tuple[bool, str | None]] = {}
-        # storage.merge_nice; the runtime sets it from the settings.
-        self.merges = MergeNice(0)
         try:
             self._session: Any = session.Session(str(self.path))  # type: ignore[no-untyped-call]
         except Exception as exc:
@@ -155,8 +152,6 @@ class ChdbBackend:
                 # Failed or not, the insert is over: nothing is left in flight.
                 if table_dir is not None:
                     _journal_write(self._journal.done)
-        # Inserts are what make the engine start merge threads: catch new ones here.
-        self.merges.apply()
         return written
 
     def _table(self, table: str) -> tuple[bool, str | None]:
