@@ -24,6 +24,11 @@ from birdhouse.pipeline.records import AcceptedBatch, encode_batch
 from birdhouse.schema.convert import Converted, Converter
 from birdhouse.wal import Ticket, Wal
 
+# Above this a body is converted in this process: a worker would also hold a copy
+# of it, its converted rows and their pickle at once, which for the largest bodies
+# (up to events.max_decompressed_bytes) means gigabytes more memory.
+OFFLOAD_MAX_BYTES = 64 << 20
+
 
 class Ingestor:
     def __init__(
@@ -64,7 +69,7 @@ class Ingestor:
     async def convert_large(self, datasource: DataSource, body: bytes, details: bool) -> Converted:
         """A body too large to convert on the event loop: in a worker process
         when there is one (pipeline/offload.py), else in a thread."""
-        if self.offload.enabled:
+        if self.offload.enabled and len(body) <= OFFLOAD_MAX_BYTES:
             key, spec = self._spec(datasource)
             converted = await self.offload.convert(key, spec, body, details)
             if converted is not None:

@@ -14,6 +14,7 @@ import signal
 from collections.abc import Callable
 from typing import Any
 
+from birdhouse.pipeline import ingest
 from birdhouse.pipeline.offload import Offload, auto_processes
 from birdhouse.schema.columns import parse_schema
 from birdhouse.schema.convert import Converted, Converter
@@ -179,7 +180,7 @@ def test_auto_keeps_a_core_for_the_server() -> None:
     assert [auto_processes(n) for n in (None, 1, 2, 3, 8, 64)] == [0, 0, 1, 2, 4, 4]
 
 
-def test_large_bodies_through_the_api_land_as_in_process(make_local: Callable[..., Local]) -> None:
+def test_large_bodies_through_the_api_land_as_in_process(make_local: Callable[..., Local], monkeypatch: Any) -> None:
     app = make_local(**{"events.conversion_processes": 1})
     app.create_datasource("offloaded", SCHEMA)
     row = b'{"timestamp":"2026-11-26 10:00:00","user_id":%d,"event":"e","value":0.5,"tags":["a"],"payload":{"n":%d}}'
@@ -196,6 +197,12 @@ def test_large_bodies_through_the_api_land_as_in_process(make_local: Callable[..
             break
         asyncio.run(asyncio.sleep(0.05))
     assert offload.stats()["offloaded"] == 1
+    # Past OFFLOAD_MAX_BYTES the server converts itself (a worker would hold extra copies of a huge body).
+    monkeypatch.setattr(ingest, "OFFLOAD_MAX_BYTES", len(body) - 1)
+    response = app.client.post("/v0/events?name=offloaded", headers=app.auth(), content=body)
+    assert response.json() == {"successful_rows": 2000, "quarantined_rows": 1}
+    assert offload.stats()["offloaded"] == 1
+    sent += 1
     app.drain()
     query = "SELECT count(), sum(user_id), countDistinct(payload) FROM offloaded FORMAT JSON"
     result = app.client.get("/v0/sql", headers=app.auth(), params={"q": query}).json()["data"][0]
