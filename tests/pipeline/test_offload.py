@@ -12,6 +12,7 @@ import os
 import pickle
 import signal
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from birdhouse.pipeline import ingest
@@ -239,3 +240,49 @@ def test_replies_split_at_any_byte_are_reassembled() -> None:
 
     for piece in (1, 7, REPLY.size, 4096, len(stream)):
         asyncio.run(check(piece))
+
+
+SERVER = """
+import asyncio, sys
+from birdhouse.pipeline.offload import Offload
+
+async def main():
+    offload = Offload(1)
+    offload._pick()
+    while not offload.stats()["ready"]:
+        await asyncio.sleep(0.02)
+    print(offload._workers[0].process.pid, flush=True)
+    await asyncio.sleep(60)
+
+asyncio.run(main())
+"""
+
+
+def _running(pid: int) -> bool:
+    """Alive and not a zombie (an orphan is reaped by whatever adopts it, which may take a while)."""
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (FileNotFoundError, ProcessLookupError):
+        return False
+    return state not in ("Z", "X")
+
+
+def test_workers_end_when_the_server_is_killed() -> None:
+    import subprocess
+    import sys
+    import time
+
+    with subprocess.Popen([sys.executable, "-c", SERVER], stdout=subprocess.PIPE, text=True) as server:
+        try:
+            assert server.stdout is not None
+            worker = int(server.stdout.readline())
+            assert _running(worker)
+            server.kill()  # SIGKILL: no shutdown code runs; the worker sees its stdin close
+            server.wait(timeout=10)
+            deadline = time.monotonic() + 10
+            while _running(worker):
+                assert time.monotonic() < deadline, "the conversion worker outlived the killed server"
+                time.sleep(0.05)
+        finally:
+            if server.poll() is None:
+                server.kill()
