@@ -79,6 +79,11 @@ class Flusher:
         # delivered in order and seqs are never reused, so a ticket in segment
         # S is delivered exactly when this reaches S.
         self.flushed_through = 0
+        # The backend acknowledged every segment with seq <= this; its WAL file
+        # may not be deleted yet. wait=true answers from here, not after the delete.
+        self.delivered_through = 0
+        self._seq_waiters: list[tuple[int, asyncio.Future[None]]] = []
+        self._loop: asyncio.AbstractEventLoop | None = None
         self._failed: dict[str, Failure] = {}
         # Request ids with a wait=true client right now (see deliver_segment).
         self._waiting: set[str] = set()
@@ -108,6 +113,7 @@ class Flusher:
     # ---------------------------------------------------------------- API
 
     def start(self) -> None:
+        self._loop = asyncio.get_running_loop()
         self._kick = asyncio.Event()
         self._arrived = asyncio.Event()
         self._progress = asyncio.Condition()
@@ -149,17 +155,19 @@ class Flusher:
         if self._arrivals - self._arrivals_flushed >= self._last_waiters:
             self._arrived.set()
         self.kick()
-        deadline = time.monotonic() + timeout_s
         try:
-            async with self._progress:
-                while self.flushed_through < ticket.seq:
-                    remaining = deadline - time.monotonic()
-                    if remaining <= 0:
-                        return None
-                    try:
-                        await asyncio.wait_for(self._progress.wait(), remaining)
-                    except TimeoutError:
-                        return None
+            if self.delivered_through < ticket.seq:
+                # One future per waiter, resolved by the flusher thread once its segment is acknowledged:
+                # cheaper than waking every waiter on a condition after each flush.
+                delivered: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+                self._seq_waiters.append((ticket.seq, delivered))
+                # The flusher thread may have acknowledged the segment between the check and the append.
+                if self.delivered_through >= ticket.seq:
+                    self._release()
+                try:
+                    await asyncio.wait_for(delivered, timeout_s)
+                except TimeoutError:
+                    return None
         finally:
             self._waiting.discard(request_id)
         failure = self._failed.pop(request_id, None)
@@ -286,6 +294,22 @@ class Flusher:
             except TimeoutError:
                 return
 
+    def _release(self) -> None:
+        """On the loop: answer the waiters whose segment the backend acknowledged."""
+        through, keep = self.delivered_through, []
+        for seq, delivered in self._seq_waiters:
+            if seq > through:
+                keep.append((seq, delivered))
+            elif not delivered.done():
+                delivered.set_result(None)
+        self._seq_waiters = keep
+
+    def _delivered(self, seq: int) -> None:
+        """From the flusher thread: segment ``seq`` is in the backend."""
+        self.delivered_through = seq
+        if self._loop is not None and self._seq_waiters:
+            self._loop.call_soon_threadsafe(self._release)
+
     async def _notify(self) -> None:
         assert self._progress is not None
         async with self._progress:
@@ -322,9 +346,10 @@ class Flusher:
             self.metrics.flushed_rows.inc(delivery.quarantined, "quarantined")
             if delivery.failed:
                 self.metrics.backend_errors.inc(len(delivery.failed), "dead_letter")
-            self.wal.delete(seq)
             # Only waiting requests read their failure; the rest are logged already.
             self._failed.update((rid, f) for rid, f in delivery.failed.items() if rid in self._waiting)
+            self._delivered(seq)
+            self.wal.delete(seq)
             self.flushed_through = seq
             self.flushes += 1
             if self.on_delivery is not None:
@@ -337,5 +362,6 @@ class Flusher:
         target = self.dead_letter_dir / f"corrupt-{exc.path.name}"
         shutil.copyfile(exc.path, target)
         log.error("%s; copied to %s", exc, target)
+        self._delivered(seq)
         self.wal.delete(seq)
         self.flushed_through = seq

@@ -317,3 +317,37 @@ def test_concurrent_waiters_share_flushes(make_local: Callable[..., Local]) -> N
     assert statuses == [200] * 48
     assert count(local) == 48
     assert local.runtime.flusher.flushes - before < 48
+
+
+def test_wait_true_answers_once_the_backend_acknowledged_not_after_the_wal_delete(
+    make_local: Callable[..., Local], monkeypatch: Any
+) -> None:
+    import threading
+
+    local = make_local(**SLOW)
+    local.create_datasource("events", SCHEMA)
+    wal = local.runtime.wal
+    deleting, release = threading.Event(), threading.Event()
+    real_delete = wal.delete
+
+    def held_delete(seq: int) -> None:
+        deleting.set()
+        assert release.wait(30)
+        real_delete(seq)
+
+    monkeypatch.setattr(wal, "delete", held_delete)
+    try:
+        response = post(local, body("a", "b"), "&wait=true")
+        # Answered while the delivered segment is still on disk: a 200 means "in the backend", and the
+        # WAL file goes only after that (its replay would be deduplicated anyway).
+        assert response.status_code == 200, response.text
+        assert deleting.is_set()
+        assert count(local) == 2
+        assert wal.sealed(), "the segment is deleted only after the answer here"
+        assert local.runtime.flusher.flushed_through < local.runtime.flusher.delivered_through
+    finally:
+        release.set()
+    local.drain()
+    assert not wal.sealed()
+    assert local.runtime.flusher.flushed_through == local.runtime.flusher.delivered_through
+    assert count(local) == 2
