@@ -113,30 +113,34 @@ class _Worker:
         return future
 
     def feed(self, data: bytes) -> None:
-        """Replies arrive in pipe-sized pieces: a payload's pieces are kept in a
-        list and joined once, rather than appended to and cut from one buffer."""
+        """Replies arrive in pipe-sized pieces: a header's or payload's pieces are
+        kept in a list and joined once, rather than appended to and cut from one buffer."""
         view = memoryview(data)
         while view:
             if self._expect < 0:  # reading a header
-                need = REPLY.size - self._have
-                self._parts.append(view[:need])
-                self._have += min(need, len(view))
-                view = view[need:]
-                if self._have < REPLY.size:
+                view, header = self._collect(view, REPLY.size)
+                if header is None:
                     return
-                header = b"".join(self._parts)
-                self._parts, self._have = [], 0
                 self._reply_id, self._reply_ok, self._expect = REPLY.unpack(header)
-            need = self._expect - self._have
-            if need > 0:
-                self._parts.append(view[:need])
-                self._have += min(need, len(view))
-                view = view[need:]
-                if self._have < self._expect:
-                    return
-            payload = b"".join(self._parts)
-            self._parts, self._have, self._expect = [], 0, -1
+            view, payload = self._collect(view, self._expect)
+            if payload is None:
+                return
+            self._expect = -1
             self._reply(self._reply_id, self._reply_ok, payload)
+
+    def _collect(self, view: memoryview, size: int) -> tuple[memoryview, bytes | None]:
+        """Take from ``view`` what the item being read (``size`` bytes) still lacks;
+        returns the rest of ``view`` and the item's bytes once it is complete."""
+        need = size - self._have
+        if need > 0:
+            self._parts.append(view[:need])
+            self._have += min(need, len(view))
+            view = view[need:]
+            if self._have < size:
+                return view, None
+        item = b"".join(self._parts)
+        self._parts, self._have = [], 0
+        return view, item
 
     def _reply(self, request_id: int, ok: int, payload: bytes) -> None:
         if request_id == READY:
