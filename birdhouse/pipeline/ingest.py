@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import pickle
 import threading
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 from starlette.concurrency import run_in_threadpool
 
@@ -28,6 +30,8 @@ from birdhouse.wal import Ticket, Wal
 # of it, its converted rows and their pickle at once, which for the largest bodies
 # (up to events.max_decompressed_bytes) means gigabytes more memory.
 OFFLOAD_MAX_BYTES = 64 << 20
+
+T = TypeVar("T")
 
 
 class Ingestor:
@@ -48,20 +52,7 @@ class Ingestor:
         self._lock = threading.Lock()
 
     def converter(self, datasource: DataSource) -> Converter:
-        # updated_at changes whenever the record does, so an altered schema
-        # never reuses a stale compiled converter.
-        key = (datasource.id, datasource.updated_at)
-        with self._lock:
-            found = self._converters.get(key)
-            if found is None:
-                for stale in [k for k in self._converters if k[0] == datasource.id]:
-                    del self._converters[stale]
-                found = self._converters[key] = Converter(
-                    datasource.columns,
-                    expand_json_array_lines=self.expand_json_array_lines,
-                    max_line_bytes=self.max_line_bytes,
-                )
-            return found
+        return self._cached(self._converters, datasource, lambda: Converter(datasource.columns, **self._options()))
 
     def convert(self, datasource: DataSource, body: bytes, details: bool) -> Converted:
         return self.converter(datasource).convert(body, details=details)
@@ -78,15 +69,27 @@ class Ingestor:
 
     def _spec(self, datasource: DataSource) -> tuple[bytes, bytes]:
         """What a worker process needs to build the same converter (schema/worker.py)."""
+
+        def build() -> tuple[bytes, bytes]:
+            spec = pickle.dumps((list(datasource.columns), self._options()), protocol=5)
+            return f"{datasource.id}@{datasource.updated_at}".encode(), spec
+
+        return self._cached(self._specs, datasource, build)
+
+    def _options(self) -> dict[str, Any]:
+        return {"expand_json_array_lines": self.expand_json_array_lines, "max_line_bytes": self.max_line_bytes}
+
+    def _cached(self, cache: dict[tuple[str, str], T], datasource: DataSource, build: Callable[[], T]) -> T:
+        # updated_at changes whenever the record does, so an altered schema
+        # never reuses a stale compiled converter (or its spec).
         key = (datasource.id, datasource.updated_at)
-        found = self._specs.get(key)
-        if found is None:
-            for stale in [k for k in self._specs if k[0] == datasource.id]:
-                del self._specs[stale]
-            options = {"expand_json_array_lines": self.expand_json_array_lines, "max_line_bytes": self.max_line_bytes}
-            spec = pickle.dumps((list(datasource.columns), options), protocol=5)
-            found = self._specs[key] = (f"{datasource.id}@{datasource.updated_at}".encode(), spec)
-        return found
+        with self._lock:
+            found = cache.get(key)
+            if found is None:
+                for stale in [k for k in cache if k[0] == datasource.id]:
+                    del cache[stale]
+                found = cache[key] = build()
+            return found
 
     def accept(
         self,

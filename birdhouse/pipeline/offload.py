@@ -98,7 +98,7 @@ class _Worker:
             self.reader, _ = await loop.connect_read_pipe(lambda: _Replies(self), process.stdout)
         except Exception:
             log.exception("could not start a conversion worker; converting in-process")
-            self.close()
+            self.discard()
         finally:
             self.starting = False
 
@@ -158,9 +158,17 @@ class _Worker:
     def lost(self) -> None:
         if self.ready:
             log.warning("a conversion worker exited; converting in-process until it is restarted")
-        self.close()
+        self.discard()
 
-    def close(self) -> None:
+    def discard(self) -> None:
+        """Close and collect the process in the background (it may still be exiting)."""
+        process = self.close()
+        if process is not None:
+            _reap(process)
+
+    def close(self) -> subprocess.Popen[bytes] | None:
+        """Fail what is pending over to the caller and close the pipes (the process
+        then exits); returns the process for the caller to collect."""
         self.ready = False
         for future in self.pending.values():
             if not future.done():
@@ -172,8 +180,7 @@ class _Worker:
                 transport.close()
         self.writer = self.reader = None
         process, self.process = self.process, None
-        if process is not None:
-            _reap(process)
+        return process
 
 
 def _reap(process: subprocess.Popen[bytes]) -> None:
@@ -244,8 +251,7 @@ class Offload:
         for task in list(self._tasks):
             task.cancel()
         for worker in self._workers:
-            process = worker.process
-            worker.close()
+            process = worker.close()
             if process is not None:
                 await asyncio.get_running_loop().run_in_executor(None, _wait_or_kill, process)
 
