@@ -31,7 +31,9 @@ def parse(argv: list[str] | None = None) -> tuple[Config, argparse.Namespace]:
     p.add_argument(
         "--soak-fraction", type=float, default=0.8, help="the soak's rate as a fraction of the batched max (0.8)"
     )
-    p.add_argument("--drain-rows", type=int, default=3_000_000, help="rows for the drain scenario")
+    p.add_argument(
+        "--drain-rows", type=int, default=10_000_000, help="rows waiting in the WAL for the drain scenario (10 M)"
+    )
     p.add_argument("--loadgen", choices=("auto", "wrk", "python"), default="auto")
     p.add_argument("--no-clickhouse", action="store_true", help="skip the ClickHouse server reference")
     p.add_argument("--results", type=Path, default=Path(__file__).parent / "results")

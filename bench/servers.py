@@ -4,6 +4,7 @@ ClickHouse server (when one is installed). Each gets a fresh directory under the
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import shutil
 import signal
@@ -34,12 +35,17 @@ class Process:
 
     def __init__(self, cmd: list[str], log_path: Path, ready_url: str, env: dict[str, str] | None = None) -> None:
         self.log_path = log_path
+        self._cmd, self._env, self._ready_url = cmd, {**os.environ, **(env or {})}, ready_url
         self._log = log_path.open("wb")
+        self.start()
+
+    def start(self) -> None:
+        """Run the command and wait until it answers (also again after `terminate`)."""
         self.process = subprocess.Popen(  # noqa: S603
-            cmd, stdout=self._log, stderr=subprocess.STDOUT, env={**os.environ, **(env or {})}, cwd=ROOT
+            self._cmd, stdout=self._log, stderr=subprocess.STDOUT, env=self._env, cwd=ROOT
         )
         self.pid = self.process.pid
-        self._wait_ready(ready_url)
+        self._wait_ready(self._ready_url)
 
     def _wait_ready(self, url: str, timeout_s: float = 90.0) -> None:
         deadline = time.monotonic() + timeout_s
@@ -81,7 +87,8 @@ class Process:
                 pass
         return total
 
-    def stop(self) -> None:
+    def terminate(self) -> None:
+        """SIGTERM (SIGKILL after 40 s); the data dir stays, and `start` runs the same command again."""
         if self.process.poll() is None:
             self.process.send_signal(signal.SIGTERM)
             try:
@@ -89,6 +96,9 @@ class Process:
             except subprocess.TimeoutExpired:
                 self.process.kill()
                 self.process.wait()
+
+    def stop(self) -> None:
+        self.terminate()
         self._log.close()
 
 
@@ -120,6 +130,19 @@ class Birdhouse(Process):
         r = self.client.get("/v0/sql", params={"q": f"SELECT count() AS c FROM {name} FORMAT JSON"})
         r.raise_for_status()
         return int(r.json()["data"][0]["c"])
+
+    def fill_backlog(self, name: str, shape: str, rows: int) -> dict[str, float]:
+        """Stop the server and put ``rows`` rows for ``name`` into its WAL (bench/backlog.py); it stays
+        stopped until `start`, which then has all of them to deliver."""
+        self.terminate()
+        cmd = [sys.executable, "-m", "bench.backlog", str(self.data_dir), name, shape, str(rows)]
+        proc = subprocess.run(  # noqa: S603
+            cmd, env=self._env, cwd=ROOT, capture_output=True, text=True, check=False, timeout=3600
+        )
+        if proc.returncode != 0:
+            raise RuntimeError(f"bench.backlog failed ({proc.returncode}): {proc.stderr[-2000:]}")
+        filled: dict[str, float] = json.loads(proc.stdout.strip().splitlines()[-1])
+        return filled
 
     def wal_bytes(self) -> int:
         total = 0

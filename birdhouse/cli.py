@@ -134,6 +134,7 @@ def _run_server(settings: Settings, local_mode: bool, tls_cert: str | None, tls_
         )
         listen = {"uds": upstream, "uds_permissions": 0o600}
     # One worker: the embedded engine owns its data dir for the whole process.
+    # The loop is granian's "auto": uvloop (a dependency) when importable.
     server = Granian(
         "birdhouse.app:app_from_env",
         factory=True,

@@ -59,6 +59,9 @@ class Catalog:
         self.workspaces: dict[str, Workspace] = {}
         self.tokens: dict[str, Token] = {}
         self.datasources: dict[str, DataSource] = {}
+        # (workspace id, name) → data source: every event request resolves its
+        # ?name= here, so it must not scan all data sources.
+        self._datasource_names: dict[tuple[str, str], DataSource] = {}
         self.pipes: dict[str, Pipe] = {}
         # sha256(token string) → token id: lookups by a digest leak nothing
         # about the stored strings; the final comparison is constant-time.
@@ -128,7 +131,8 @@ class Catalog:
                 pipes[record.id] = record
             elif isinstance(record, DataSource):
                 datasources[record.id] = record
-        self.workspaces, self.tokens, self.datasources, self.pipes = workspaces, tokens, datasources, pipes
+        self.workspaces, self.tokens, self.pipes = workspaces, tokens, pipes
+        self._set_datasources(datasources)
         self._by_digest = {_digest(t.token): t.id for t in tokens.values()}
 
     # Writes replace the cache dicts instead of mutating them (copy on write):
@@ -150,7 +154,7 @@ class Catalog:
         elif isinstance(record, Pipe):
             self.pipes = {**self.pipes, record.id: record}
         elif isinstance(record, DataSource):
-            self.datasources = {**self.datasources, record.id: record}
+            self._set_datasources({**self.datasources, record.id: record})
 
     def _drop(self, record: Record) -> None:
         self.store.delete(record)
@@ -163,7 +167,15 @@ class Catalog:
         elif isinstance(record, Pipe):
             self.pipes = {k: v for k, v in self.pipes.items() if k != record.id}
         elif isinstance(record, DataSource):
-            self.datasources = {k: v for k, v in self.datasources.items() if k != record.id}
+            self._set_datasources({k: v for k, v in self.datasources.items() if k != record.id})
+
+    def _set_datasources(self, datasources: dict[str, DataSource]) -> None:
+        names: dict[tuple[str, str], DataSource] = {}
+        for datasource in datasources.values():
+            names.setdefault((datasource.workspace_id, datasource.name), datasource)
+        # The index first: a reader that sees the new dict also finds its names.
+        self._datasource_names = names
+        self.datasources = datasources
 
     # --------------------------------------------------------- workspaces
 
@@ -347,10 +359,7 @@ class Catalog:
         found = self.datasources.get(name_or_id)
         if found is not None and found.workspace_id == workspace_id:
             return found
-        return next(
-            (d for d in self.datasources.values() if d.workspace_id == workspace_id and d.name == name_or_id),
-            None,
-        )
+        return self._datasource_names.get((workspace_id, name_or_id))
 
     def save_datasource(self, datasource: DataSource) -> None:
         with self.lock:

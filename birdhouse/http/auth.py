@@ -9,6 +9,7 @@ from __future__ import annotations
 from urllib.parse import parse_qsl
 
 from starlette.requests import Request
+from starlette.types import Scope
 
 from birdhouse.catalog.access import AuthError, Principal
 from birdhouse.http.errors import ApiError
@@ -30,14 +31,31 @@ def query_param(request: Request, key: str) -> str | None:
     return params.get(key)
 
 
+_HEADERS_KEY = "birdhouse.headers"
+
+
+def header(scope: Scope, name: bytes) -> str | None:
+    """A request header's first value, as Starlette's ``Headers.get`` gives it
+    (ASGI servers send lower-case names), from a dict built once per request:
+    ``Headers.get`` scans and re-encodes on every call."""
+    found: dict[bytes, bytes] | None = scope.get(_HEADERS_KEY)
+    if found is None:
+        found = {}
+        for key, value in scope["headers"]:
+            found.setdefault(key, value)
+        scope[_HEADERS_KEY] = found
+    value = found.get(name)
+    return None if value is None else value.decode("latin-1")
+
+
 def presented_token(request: Request) -> str | None:
     token = query_param(request, "token")
     if token is not None and token.strip():
         return token.strip()
-    header = request.headers.get("authorization")
-    if header is None:
+    authorization = header(request.scope, b"authorization")
+    if authorization is None:
         return None
-    scheme, _, value = header.strip().partition(" ")
+    scheme, _, value = authorization.strip().partition(" ")
     if scheme.lower() != "bearer" or not value.strip():
         return None
     return value.strip()

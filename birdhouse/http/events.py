@@ -11,6 +11,7 @@ answer is a 2xx.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import uuid
 from dataclasses import dataclass
@@ -23,7 +24,7 @@ from starlette.routing import Route
 
 from birdhouse.catalog.autocreate import AutocreateError
 from birdhouse.catalog.models import DataSource, Workspace
-from birdhouse.http.auth import query_param, runtime
+from birdhouse.http.auth import header, query_param, runtime
 from birdhouse.http.events_input import (
     INLINE_BYTES,
     UNAVAILABLE,
@@ -48,11 +49,16 @@ log = logging.getLogger("birdhouse.events")
 EXPOSED = "X-RateLimit-Limit, X-RateLimit-Remaining, X-RateLimit-Reset, Retry-After"
 
 
+@functools.lru_cache(maxsize=8)
+def _origins(setting: str) -> frozenset[str]:
+    return frozenset(o.strip() for o in setting.split(",") if o.strip())
+
+
 def cors_headers(request: Request) -> dict[str, str]:
-    allowed = [o.strip() for o in runtime(request).settings.events.cors_allow_origins.split(",") if o.strip()]
+    allowed = _origins(runtime(request).settings.events.cors_allow_origins)
     if "*" in allowed:
         return {"Access-Control-Allow-Origin": "*", "Access-Control-Expose-Headers": EXPOSED}
-    origin = request.headers.get("origin")
+    origin = header(request.scope, b"origin")
     if origin and origin in allowed:
         return {"Access-Control-Allow-Origin": origin, "Vary": "Origin", "Access-Control-Expose-Headers": EXPOSED}
     return {}
@@ -130,7 +136,7 @@ async def _ingest(request: Request, headers: dict[str, str]) -> Response:
         if decision is not None:
             headers.update(decision.headers())
     encoding = check_encoding(request, settings)
-    length = request.headers.get("content-length")
+    length = header(request.scope, b"content-length")
     large = length is None or not length.isdigit() or int(length) >= settings.large_request_bytes
     async with rt.limits.slot(workspace, datasource.id if datasource else name, large):
         body, wire_size = await read_body(request, encoding, fmt, settings, rt.settings.server.body_read_timeout_s)
@@ -189,9 +195,9 @@ async def _autocreate(rt: Runtime, workspace: Workspace, name: str, body: bytes)
 
 def _dedup_key(request: Request, job: Job) -> str:
     dedup = runtime(request).settings.dedup
-    header = request.headers.get("idempotency-key")
-    if dedup.idempotency_header and header:
-        return idempotency_key(job.workspace.id, job.datasource.id, header)
+    presented = header(request.scope, b"idempotency-key")
+    if dedup.idempotency_header and presented:
+        return idempotency_key(job.workspace.id, job.datasource.id, presented)
     if dedup.body_hash:
         return body_key(job.workspace.id, job.datasource.id, job.body)
     return ""
@@ -276,7 +282,7 @@ async def preflight(request: Request) -> Response:
     if headers:
         headers.pop("Access-Control-Expose-Headers", None)
         headers["Access-Control-Allow-Methods"] = "POST"
-        requested = request.headers.get("access-control-request-headers")
+        requested = header(request.scope, b"access-control-request-headers")
         if requested:
             headers["Access-Control-Allow-Headers"] = requested
         headers["Access-Control-Max-Age"] = "600"

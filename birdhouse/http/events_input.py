@@ -16,7 +16,7 @@ from starlette.requests import Request
 from birdhouse.catalog.access import AuthError, Principal
 from birdhouse.catalog.models import DataSource
 from birdhouse.config import EventsSettings
-from birdhouse.http.auth import presented_token, query_param, runtime
+from birdhouse.http.auth import header, presented_token, query_param, runtime
 from birdhouse.http.compression import GZIP_MAGIC, ZSTD_MAGIC, BodyError, decode, encoding_of, read_wire
 from birdhouse.schema.columns import is_json_typed
 
@@ -92,10 +92,10 @@ async def resolve(request: Request, principal: Principal, name: str) -> DataSour
 def check_encoding(request: Request, settings: EventsSettings) -> str:
     """Step 7: E16 for an unknown encoding, E14 on Content-Length alone."""
     try:
-        encoding = encoding_of(request.headers.get("content-encoding"))
+        encoding = encoding_of(header(request.scope, b"content-encoding"))
     except BodyError as exc:
         raise EventsError(exc.status, exc.message) from None
-    length = request.headers.get("content-length")
+    length = header(request.scope, b"content-length")
     if length is not None and length.isdigit() and int(length) > settings.max_request_bytes:
         raise EventsError(413, f"Request Entity Too Large: body exceeds {settings.max_request_bytes} bytes")
     return encoding

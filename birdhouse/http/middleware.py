@@ -25,6 +25,7 @@ from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from birdhouse.http.auth import header
 from birdhouse.ids import new_request_id
 from birdhouse.logs import request_id
 
@@ -52,7 +53,7 @@ class RequestContext:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        incoming = dict(scope.get("headers") or []).get(b"x-request-id", b"").decode("latin-1")
+        incoming = header(scope, b"x-request-id") or ""
         rid = incoming if _INCOMING_ID.fullmatch(incoming) else new_request_id()
         token = request_id.set(rid)
         status = 500
