@@ -10,7 +10,6 @@ segment can have a torn tail.
 from __future__ import annotations
 
 import fcntl
-import logging
 import os
 import threading
 from contextlib import suppress
@@ -22,7 +21,6 @@ from birdhouse.wal.commit import Active, Commit
 from birdhouse.wal.segment import HEADER_SIZE
 from birdhouse.wal.types import FsyncMode, Ticket, WalError, WalFull, WalStats
 
-log = logging.getLogger(__name__)
 GiB = 1 << 30
 MiB = 1 << 20
 
@@ -172,12 +170,12 @@ class Wal:
             raise WalError(f"cannot delete WAL segment {seq}: {exc}") from exc
         with self._lock:
             self._total -= size
-        try:
-            segment.fsync_dir(self._dir)
-        except OSError as exc:
-            # No durability claim rests on this: at worst the segment reappears
-            # after a crash and is replayed, which its dedup token makes a no-op.
-            log.warning("WAL segment %d deleted but the directory fsync failed: %s", seq, exc)
+        # No directory fsync: no durability claim rests on the unlink. Should a
+        # crash undo it, the segment is replayed and its dedup tokens make that
+        # a no-op (the next journal commit, at most seconds away, makes it
+        # durable anyway). A newer segment is already on disk, so the highest
+        # seq stays. The fsync cost milliseconds per wait=true flush: it waits
+        # for the file system's whole journal, the engine's parts included.
 
     def reset_failure(self) -> None:
         """Leave the failed state if the disk works again; `WalError` while it does not.
