@@ -322,6 +322,9 @@ class Flusher:
             # again; this raises WalError while it still does not.
             self.wal.reset_failure()
             log.warning("the WAL accepts writes again")
+        # The segment that seal() starts is made here, outside the WAL lock that
+        # appends on the event loop take (a no-op when the last flush made it).
+        self.wal.prepare_next()
         self.wal.seal()
         for seq in self.wal.sealed():
             if self._abandoned:
@@ -354,6 +357,8 @@ class Flusher:
             self.flushes += 1
             if self.on_delivery is not None:
                 self.on_delivery(delivery)
+        # Ready for the next seal, made while nobody waits on this flush.
+        self.wal.prepare_next()
 
     def _set_aside(self, seq: int, exc: WalCorrupt) -> None:
         """A segment that fails its checks is copied to the dead-letter area

@@ -50,6 +50,9 @@ class Wal:
         self._max_bytes = max_bytes
         self._segment_max = segment_max_bytes
         self._lock = threading.Lock()
+        # Held while the spare file is written; rotation skips the spare rather than wait.
+        self._spare_lock = threading.Lock()
+        self._spare_seq = 0
         self._c = Commit(self._lock, fsync, interval_ms / 1000)
         self._sealed: dict[int, int] = {}  # seq -> file size
         self._next_seq = 1
@@ -140,6 +143,24 @@ class Wal:
             seq = self._c.active.seq
             self._rotate()
             return seq
+
+    def prepare_next(self) -> None:
+        """Make the next segment's file ahead, outside the WAL lock, so that the
+        next rotation (`seal`, or an append into a full segment) only renames it.
+        Best effort: on any error rotation creates the file itself, as before."""
+        with self._lock:
+            if self._c.closed or self._c.failure is not None or self._spare_seq == self._next_seq:
+                return
+            seq = self._next_seq
+        with self._spare_lock:
+            try:
+                segment.prepare_spare(self._dir, seq, sync=self._c.mode != "off")
+            except OSError:
+                return
+        with self._lock:
+            self._spare_seq = seq
+            if self._c.mode != "off":
+                self._c.fsyncs += 1
 
     def sealed(self) -> list[int]:
         """Seqs of the sealed segments, ascending (log order)."""
@@ -292,12 +313,17 @@ class Wal:
         seq = self._next_seq
         self._next_seq += 1  # also on failure: a half-made file must not block the next try
         sync = self._c.mode != "off"
+        # A spare still being written is left alone: the slow path is no worse than before.
+        spare = self._spare_lock.acquire(blocking=False)
         try:
-            fd = segment.create_segment(self._dir, seq, sync=sync)
+            fd, renamed = segment.create_segment(self._dir, seq, sync=sync, use_spare=spare)
         except OSError as exc:
             self._c.fail(exc)
             raise WalError(f"cannot create WAL segment {seq}: {exc}") from exc
-        if sync:
+        finally:
+            if spare:
+                self._spare_lock.release()
+        if sync and not renamed:  # a spare's header sync was counted when it was written
             self._c.fsyncs += 1
         self._total += HEADER_SIZE
         return Active(seq, fd)

@@ -174,20 +174,60 @@ def fsync_dir(directory: Path) -> None:
         os.close(fd)
 
 
-def create_segment(directory: Path, seq: int, *, sync: bool) -> int:
-    """Create segment `seq` with its header and return a writable fd.
+# A segment file made ahead of need under a name `parse_name` ignores: creating
+# a file (allocating its inode) can take a millisecond on a busy ext4, and
+# rotation runs with the WAL lock held; renaming takes microseconds.
+SPARE_NAME = "next.spare"
 
-    With `sync`, the header is fdatasync'd and the directory fsync'd before
-    returning, so a record appended later can never sit behind a torn header
-    or in a file whose name was lost. On failure the half-made file is removed
-    (best effort; recovery drops a torn one anyway).
-    """
-    path = directory / segment_name(seq)
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o644)
+
+def prepare_spare(directory: Path, seq: int, *, sync: bool) -> None:
+    """Write the file segment `seq` will start as (its header, fdatasync'd with
+    `sync`) under SPARE_NAME. An existing spare is truncated and reused."""
+    fd = os.open(directory / SPARE_NAME, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o644)
     try:
         write_all(fd, encode_header(seq), 0)
         if sync:
             os.fdatasync(fd)
+    finally:
+        os.close(fd)
+
+
+def _spare_for(directory: Path, seq: int) -> Path | None:
+    """The spare if it is exactly segment `seq`'s header (else it is stale or half-made)."""
+    spare = directory / SPARE_NAME
+    try:
+        fd = os.open(spare, os.O_RDONLY | os.O_CLOEXEC)
+    except FileNotFoundError:
+        return None
+    try:
+        fits = os.fstat(fd).st_size == HEADER_SIZE and os.pread(fd, HEADER_SIZE, 0) == encode_header(seq)
+    finally:
+        os.close(fd)
+    return spare if fits else None
+
+
+def create_segment(directory: Path, seq: int, *, sync: bool, use_spare: bool = False) -> tuple[int, bool]:
+    """Create segment `seq` with its header; return a writable fd and whether a spare became it.
+
+    With `sync`, the header is fdatasync'd and the directory fsync'd before
+    returning, so a record appended later can never sit behind a torn header
+    or in a file whose name was lost. With `use_spare`, a spare prepared for
+    `seq` (header already written and synced) is renamed into place instead.
+    On failure the half-made file is removed (best effort; recovery drops a
+    torn one anyway).
+    """
+    path = directory / segment_name(seq)
+    spare = _spare_for(directory, seq) if use_spare else None
+    if spare is not None:
+        os.rename(spare, path)
+        fd = os.open(path, os.O_WRONLY | os.O_CLOEXEC)
+    else:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o644)
+    try:
+        if spare is None:
+            write_all(fd, encode_header(seq), 0)
+            if sync:
+                os.fdatasync(fd)
         # Also in fsync=off: cheap, and it keeps the highest seq on disk (seqs are never reused).
         fsync_dir(directory)
     except BaseException:
@@ -195,4 +235,4 @@ def create_segment(directory: Path, seq: int, *, sync: bool) -> int:
         with suppress(OSError):
             path.unlink()
         raise
-    return fd
+    return fd, spare is not None

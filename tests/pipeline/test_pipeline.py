@@ -351,3 +351,19 @@ def test_wait_true_answers_once_the_backend_acknowledged_not_after_the_wal_delet
     assert not wal.sealed()
     assert local.runtime.flusher.flushed_through == local.runtime.flusher.delivered_through
     assert count(local) == 2
+
+
+def test_each_flush_leaves_the_next_wal_segment_made_ahead(make_local: Callable[..., Local]) -> None:
+    from birdhouse.wal.segment import SPARE_NAME, encode_header, list_segments
+
+    local = make_local(**SLOW)
+    local.create_datasource("events", SCHEMA)
+    wal_dir = local.runtime.settings.data_path / "wal"
+    for _ in range(3):
+        response = post(local, body("a"), "&wait=true")
+        assert response.status_code == 200, response.text
+        local.drain()  # the flush that answered has returned
+        # The seal started a segment renamed from the spare; the flush then made the following one.
+        active = max(list_segments(wal_dir))
+        assert (wal_dir / SPARE_NAME).read_bytes() == encode_header(active + 1)
+    assert count(local) == 3
