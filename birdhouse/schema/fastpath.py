@@ -25,6 +25,7 @@ keep their order either way.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Sequence
 from typing import Annotated, Any, Final
 
@@ -47,6 +48,11 @@ _DATES: Final = frozenset({"Date", "Date32", "DateTime", "DateTime64"})
 # Cleared when full (timestamps move on; old ones would never hit again).
 MEMO_SIZE: Final = 4096
 MEMO_TEXT_MAX: Final = len("2024-05-01T10:00:00Z")
+# For a column that stores whole seconds or days, a fraction of a second changes nothing
+# (`to_ticks` floors it; it plays no part in validating the rest): such texts share the memo
+# entry of their whole second, so browser-style "…T10:00:00.123Z" timestamps hit it too.
+_FRACTION: Final = re.compile(r"([0-9]{4}-[0-9]{2}-[0-9]{2}[Tt ][0-9]{2}:[0-9]{2}:[0-9]{2})[.,][0-9]{1,9}([Zz]?)")
+_WHOLE_SECOND_TYPES: Final = frozenset({"Date", "Date32", "DateTime"})
 # Whitespace a blank NDJSON line may consist of (shared with the general path).
 JSON_WS: Final = b" \t\r"
 
@@ -82,9 +88,11 @@ def _field_type(p: Plan) -> tuple[str, Any]:
             kind, base = "uint64", Annotated[int, msgspec.Meta(ge=lo)]
     elif inner.name == "Float64":
         kind, base = "float", float
+    elif inner.name in _WHOLE_SECOND_TYPES:
+        kind = "second"  # Any, converted through a memo of recent whole seconds
     elif inner.name in _DATES:
         kind = "date"  # Any, converted through a memo of recent texts
-    if kind not in ("any", "date") and (nullable or p.on_null is not Absent.M2):
+    if kind not in ("any", "date", "second") and (nullable or p.on_null is not Absent.M2):
         return kind, base | None  # null is then decided by the null policy, in code
     return kind, base
 
@@ -96,12 +104,24 @@ def _long_digits(line: bytes) -> bool:
     return _DIGIT_RUN in line.translate(_DIGITS)
 
 
-def _memo(memo: dict[str, Any], convert: Callable[[Any], Any], text: str) -> Any:
+def _memo(memo: dict[str, Any], convert: Callable[[Any], Any], text: str, key: str | None = None) -> Any:
     value = convert(text)
     if len(memo) >= MEMO_SIZE:
         memo.clear()
-    memo[text] = value
+    memo[text if key is None else key] = value
     return value
+
+
+def _whole_second(memo: dict[str, Any], convert: Callable[[Any], Any], text: str) -> Any:
+    """A date text for a column of whole seconds or days, through the memo of its whole second."""
+    key = text
+    if len(text) > MEMO_TEXT_MAX:
+        m = _FRACTION.fullmatch(text)
+        if m is None:
+            return convert(text)
+        key = m[1] + m[2]
+    found = memo.get(key, memo)
+    return _memo(memo, convert, text, key) if found is memo else found
 
 
 def _absent_code(action: Absent, name: str) -> str:
@@ -135,6 +155,7 @@ def _row_loop(plans: Sequence[Plan], kinds: list[str], max_line: int, decode: An
         "UNSET": msgspec.UNSET,
         "decode": decode,
         "memo": _memo,
+        "whole_second": _whole_second,
         "long_digits": _long_digits,
     }
     for i, (p, kind) in enumerate(zip(plans, kinds, strict=True)):
@@ -149,6 +170,7 @@ def _row_loop(plans: Sequence[Plan], kinds: list[str], max_line: int, decode: An
                 f"row[{p.name!r}] = (m{i}.get(v) or memo(m{i}, c{i}, v)) "
                 f"if type(v) is str and len(v) <= {MEMO_TEXT_MAX} else c{i}(v)"
             ),
+            "second": f"row[{p.name!r}] = whole_second(m{i}, c{i}, v) if type(v) is str else c{i}(v)",
         }.get(kind, f"row[{p.name!r}] = v")
         env[f"c{i}"] = p.convert
         env[f"m{i}"] = {}

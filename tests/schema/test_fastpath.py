@@ -31,10 +31,22 @@ _TYPES: dict[str, list[Any]] = {
     "Float32": [3.4e38, 3.5e38, 0.1],
     "Nullable(Float64)": [None, 1.25],
     "Bool": [True, False, 1, "true"],
-    "DateTime": ["2024-05-01 10:00:00", "2024-05-01T10:00:00Z", 1714557600, 1714557600123, "nope", 2**40],
-    "Nullable(DateTime)": ["nope", None, "2024-02-30 00:00:00"],
+    "DateTime": [
+        "2024-05-01 10:00:00",
+        "2024-05-01T10:00:00Z",
+        "2024-05-01T10:00:00.123Z",
+        "2024-05-01T10:00:00.9Z",
+        "2024-05-01T10:00:00,123456789",
+        "2024-05-01T10:00:00.1234567891Z",
+        "2024-05-01T10:00:00.5+02:00",
+        1714557600,
+        1714557600123,
+        "nope",
+        2**40,
+    ],
+    "Nullable(DateTime)": ["nope", None, "2024-02-30 00:00:00", "2024-02-30T00:00:00.250Z"],
     "DateTime64(3)": ["2024-05-01T10:00:00.123Z", 1714557600.5],
-    "Date": ["2024-05-01", "2024-13-01"],
+    "Date": ["2024-05-01", "2024-13-01", "2024-05-01T23:59:59.999Z", "2024-13-01T00:00:00.5Z"],
     "UUID": ["0f8fad5b-d9cb-469f-a165-70867728950e", "x"],
     "Decimal(10, 2)": [1.25, 1.255, "3.10", 1e20],
     "Array(Int32)": [[1, 2], [], [1, "x"], None, 5],
@@ -157,6 +169,30 @@ def test_date_memo_is_bounded_and_exact(monkeypatch: pytest.MonkeyPatch) -> None
     # 40 distinct texts through an 8-entry memo: it was cleared, never grew past its size.
     memos = [v for k, v in fast._fast.run.__globals__.items() if k.startswith("m") and isinstance(v, dict)]  # type: ignore[union-attr]
     assert memos and all(len(m) <= 8 for m in memos)
+
+
+def test_fractions_share_their_whole_second_only_where_the_column_drops_them() -> None:
+    columns = parse_schema("t DateTime `json:$.t`, d Date `json:$.d`, m DateTime64(3) `json:$.m`")
+    fast, general = Converter(columns), Converter(columns, fast=False)
+    texts = [
+        "2024-05-01T10:00:00.000Z",
+        "2024-05-01T10:00:00.999Z",  # same second: one memo entry, the same stored value
+        "2024-05-01T10:00:00Z",
+        "2024-05-01 10:00:00,5",
+        "2024-05-01T10:00:00.5+01:00",  # an offset moves the instant: not a whole-second key
+        "2024-05-01T10:00:01.001Z",
+        "2024-02-30T10:00:00.5Z",  # invalid whichever fraction: quarantined by both paths
+        "2024-02-30T10:00:00.6Z",
+        "2024-05-01T10:00:00.1234567890Z",  # ten digits: not a date text at all
+    ]
+    body = "\n".join(json.dumps({"t": t, "d": t, "m": t}) for t in texts * 2).encode()
+    assert fast.convert(body, details=True) == general.convert(body, details=True)
+    got = fast.convert(body)
+    assert got.successful_rows == 12 and got.quarantined_rows == 6
+    memos = [v for k, v in fast._fast.run.__globals__.items() if k.startswith("m") and isinstance(v, dict)]  # type: ignore[union-attr]
+    # DateTime and Date: three whole seconds ("…T10:00:00Z", "… 10:00:00", "…T10:00:01Z"); DateTime64(3),
+    # where the fraction is stored, only memoises the one text without a fraction.
+    assert sorted(len(m) for m in memos) == [1, 3, 3]
 
 
 @pytest.mark.parametrize("line", _RAW_LINES[7:])
