@@ -19,17 +19,16 @@ import time
 from pathlib import Path
 
 from bench import events
+from bench.scenarios import Config
 from birdhouse.config import load_settings
 from birdhouse.ids import new_request_id
 from birdhouse.runtime import open_runtime
 
-BODY_ROWS = 1000
-DISTINCT_BODIES = 16
-
 
 def fill(data_dir: Path, name: str, shape: str, rows: int) -> dict[str, float]:
     settings = load_settings(environ={**os.environ, "BIRDHOUSE_SERVER__DATA_DIR": str(data_dir)})
-    bodies = events.bodies(shape, BODY_ROWS, DISTINCT_BODIES)
+    # The suite's own body size and count (its defaults), so the backlog is what a batched load would leave.
+    bodies = events.bodies(shape, Config.batch_rows, Config.distinct_bodies)
     started = time.perf_counter()
     runtime = open_runtime(settings, local=True)
     try:
