@@ -22,6 +22,7 @@ from urllib.parse import quote
 from bench import events, profile
 from bench.load import LoadRunner, Request
 from bench.servers import Birdhouse, ClickHouse, Trivial
+from bench.trivial import DURABLE_PREFIX
 
 ALL_SCENARIOS = ("loadgen", "batched", "small", "wait", "compressed", "drain")
 
@@ -271,15 +272,22 @@ class Suite:
     def run_small(self) -> None:
         c = self.config
         for shape in c.shapes:
-            ours, ref = [], []
+            ours, ref, floor = [], [], []
             bodies = self.bodies(shape, 1)
             for run in range(c.repeat):
                 ours.append(self.birdhouse_load("small", shape, run, bodies, 1, c.small_connections)["requests_per_s"])
-                result = self.loads.run(
-                    self.trivial, Request("/v0/events?name=x"), bodies, 1, c.duration_s, c.small_connections
-                )
-                ref.append(self.record("small", shape, "trivial", run, result)["requests_per_s"])
-            self.compare("small", shape, "requests/s", "trivial ASGI endpoint on granian", ours, ref)
+                for target, path, values in (
+                    ("trivial", "/v0/events?name=x", ref),
+                    ("trivial+wal", f"{DURABLE_PREFIX}/v0/events?name=x", floor),
+                ):
+                    result = self.loads.run(self.trivial, Request(path), bodies, 1, c.duration_s, c.small_connections)
+                    values.append(self.record("small", shape, target, run, result)["requests_per_s"])
+            ratios = [f / t for f, t in zip(floor, ref, strict=False) if t]
+            note = f"the durable floor is {statistics.median(ratios):.2f}× the trivial endpoint" if ratios else ""
+            self.compare("small", shape, "requests/s", "trivial ASGI endpoint on granian", ours, ref, note)
+            self.compare(
+                "small", shape, "requests/s", "trivial endpoint + WAL append and fsync (durable floor)", ours, floor
+            )
 
     def max_rows_per_s(self, shape: str) -> float:
         found = self.median_of("batched", shape, "birdhouse")

@@ -165,7 +165,7 @@ class Trivial(Process):
     def __init__(self, workdir: Path) -> None:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
-        cmd = [sys.executable, "-m", "bench.trivial", str(self.port)]
+        cmd = [sys.executable, "-m", "bench.trivial", str(self.port), str(workdir / "trivial-wal")]
         super().__init__(cmd, workdir / "trivial.log", f"{self.url}/v0/health")
 
 
