@@ -272,7 +272,9 @@ class Suite:
     def run_small(self) -> None:
         c = self.config
         for shape in c.shapes:
-            ours, ref, floor = [], [], []
+            ours: list[float] = []
+            ref: list[float] = []
+            floor: list[float] = []
             bodies = self.bodies(shape, 1)
             for run in range(c.repeat):
                 ours.append(self.birdhouse_load("small", shape, run, bodies, 1, c.small_connections)["requests_per_s"])

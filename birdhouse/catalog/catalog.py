@@ -8,6 +8,7 @@ backend, which is how other nodes' writes arrive.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import hmac
 import threading
@@ -47,6 +48,11 @@ MISS_REFRESH_INTERVAL_S = 0.1
 
 def _digest(token: str) -> bytes:
     return hashlib.sha256(token.encode("utf-8", "surrogatepass")).digest()
+
+
+# Digests of stored tokens only (keyed by the stored value, never by what a
+# client presents): authentication compares one on every request.
+_stored_digest = functools.lru_cache(maxsize=4096)(_digest)
 
 
 class Catalog:
@@ -313,7 +319,7 @@ class Catalog:
             else:
                 raise AuthError("Invalid token")
         token = self.tokens.get(token_id)
-        if token is None or not hmac.compare_digest(_digest(token.token), presented_digest):
+        if token is None or not hmac.compare_digest(_stored_digest(token.token), presented_digest):
             raise AuthError("Invalid token")
         workspace = self.workspaces.get(token.workspace_id) if token.workspace_id else None
         if token.workspace_id and workspace is None:

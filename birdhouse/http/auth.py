@@ -6,7 +6,7 @@ puts ``token=`` in the query string of every call.
 
 from __future__ import annotations
 
-from urllib.parse import parse_qsl
+from urllib.parse import unquote
 
 from starlette.requests import Request
 from starlette.types import Scope
@@ -24,11 +24,25 @@ def query_param(request: Request, key: str) -> str | None:
     Starlette parses it, into a first-wins dict kept in the scope."""
     params: dict[str, str] | None = request.scope.get(_QUERY_KEY)
     if params is None:
-        params = {}
-        for name, value in parse_qsl(request.scope["query_string"].decode("latin-1"), keep_blank_values=True):
-            params.setdefault(name, value)
-        request.scope[_QUERY_KEY] = params
+        params = request.scope[_QUERY_KEY] = parse_query(request.scope["query_string"].decode("latin-1"))
     return params.get(key)
+
+
+def parse_query(query: str) -> dict[str, str]:
+    """``parse_qsl(query, keep_blank_values=True)`` into a first-wins dict, as
+    Starlette parses a query string. Written out because ``parse_qsl`` was a
+    tenth of a small event request's own time; most fields need no unquoting."""
+    params: dict[str, str] = {}
+    for field in query.split("&") if query else ():
+        if not field:
+            continue
+        name, _, value = field.partition("=")
+        if "+" in name or "%" in name:
+            name = unquote(name.replace("+", " "))
+        if "+" in value or "%" in value:
+            value = unquote(value.replace("+", " "))
+        params.setdefault(name, value)
+    return params
 
 
 _HEADERS_KEY = "birdhouse.headers"

@@ -8,8 +8,6 @@ that refuses a request here refuses it before the body is read or stored:
 from __future__ import annotations
 
 import asyncio
-import contextlib
-from collections.abc import AsyncIterator
 
 from birdhouse.catalog.models import DataSource, Workspace
 from birdhouse.config import Settings
@@ -45,6 +43,8 @@ class EventLimits:
     def _rate(self, workspace: Workspace, scope: str, limiter: RateLimiter) -> tuple[float, float]:
         """The (rate, burst) in force: workspace overrides, else the node defaults.
         An overridden rate without a burst gets a burst of one second's worth."""
+        if not workspace.limits:  # the common case, on every event request
+            return float(limiter.rate), float(limiter.burst)
         rate = self._override(workspace, f"{scope}_rps", limiter.rate)
         default_burst = limiter.burst if rate == limiter.rate else rate
         return rate, self._override(workspace, f"{scope}_burst", default_burst)
@@ -87,29 +87,52 @@ class EventLimits:
             raise Refused(429, "Too many requests", decision.headers())
         return decision
 
-    @contextlib.asynccontextmanager
-    async def slot(self, workspace: Workspace, target: str, large: bool) -> AsyncIterator[None]:
+    def slot(self, workspace: Workspace, target: str, large: bool) -> Slot:
         """Step 8: large bodies share a few slots per (workspace, data source)."""
-        events = self.settings.events
-        unavailable = {"Retry-After": str(events.retry_after_503_s)}
-        if self.inflight >= events.max_inflight_requests:
-            raise Refused(503, "", unavailable)
-        self.inflight += 1
+        return Slot(self, (workspace.id, target), large)
+
+    def semaphore(self, key: tuple[str, str]) -> asyncio.Semaphore:
+        semaphore = self._slots.get(key)
+        if semaphore is None:
+            semaphore = self._slots[key] = asyncio.Semaphore(self.settings.events.slots_per_datasource)
+        return semaphore
+
+
+class Slot:
+    """``async with limits.slot(...)``: counts the request in flight (503 past
+    ``events.max_inflight_requests``) and, for a large body, holds one of its
+    data source's slots (503 after ``events.slot_wait_ms``). A class rather
+    than an ``asynccontextmanager``: that costs a generator and its frames on
+    every event request."""
+
+    __slots__ = ("_key", "_large", "_limits", "_semaphore")
+
+    def __init__(self, limits: EventLimits, key: tuple[str, str], large: bool) -> None:
+        self._limits = limits
+        self._key = key
+        self._large = large
+        self._semaphore: asyncio.Semaphore | None = None
+
+    async def __aenter__(self) -> None:
+        limits = self._limits
+        events = limits.settings.events
+        if limits.inflight >= events.max_inflight_requests:
+            raise Refused(503, "", {"Retry-After": str(events.retry_after_503_s)})
+        limits.inflight += 1
+        if not self._large:
+            return
+        semaphore = limits.semaphore(self._key)
         try:
-            if not large:
-                yield
-                return
-            key = (workspace.id, target)
-            semaphore = self._slots.get(key)
-            if semaphore is None:
-                semaphore = self._slots[key] = asyncio.Semaphore(events.slots_per_datasource)
-            try:
-                await asyncio.wait_for(semaphore.acquire(), events.slot_wait_ms / 1000)
-            except TimeoutError:
-                raise Refused(503, "", unavailable) from None
-            try:
-                yield
-            finally:
-                semaphore.release()
-        finally:
-            self.inflight -= 1
+            await asyncio.wait_for(semaphore.acquire(), events.slot_wait_ms / 1000)
+        except TimeoutError:
+            limits.inflight -= 1
+            raise Refused(503, "", {"Retry-After": str(events.retry_after_503_s)}) from None
+        except BaseException:
+            limits.inflight -= 1
+            raise
+        self._semaphore = semaphore
+
+    async def __aexit__(self, *exc: object) -> None:
+        if self._semaphore is not None:
+            self._semaphore.release()
+        self._limits.inflight -= 1

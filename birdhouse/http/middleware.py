@@ -71,10 +71,14 @@ class RequestContext:
             if route is None:
                 await self.app(scope, receive, send_with_id)
             else:
+                # A direct endpoint returns its response: the id goes on it here,
+                # without wrapping every send of the request.
                 scope["route"] = route
                 endpoint: Endpoint = route.endpoint
-                response = await endpoint(Request(scope, receive, send_with_id))
-                await response(scope, receive, send_with_id)
+                response = await endpoint(Request(scope, receive, send))
+                response.raw_headers.append((b"x-request-id", rid.encode()))
+                status = response.status_code
+                await response(scope, receive, send)
         finally:
             route = scope.get("route")
             template = getattr(route, "path", "unmatched")

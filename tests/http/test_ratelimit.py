@@ -161,6 +161,38 @@ def test_concurrency_slots_and_inflight_cap() -> None:
     assert asyncio.run(scenario()) == ["503:1", "other ok", "small ok", "cap 503"]
 
 
+def test_a_request_cancelled_while_waiting_for_a_slot_leaves_nothing_counted() -> None:
+    settings = load_settings(environ={}, overrides={"events.slots_per_datasource": 1, "events.slot_wait_ms": 10_000})
+    limits = EventLimits(settings)
+
+    from birdhouse.catalog.models import Workspace
+
+    ws = Workspace(id="w", name="w", database="d")
+
+    async def scenario() -> None:
+        async with limits.slot(ws, "ds", large=True):
+            entered = asyncio.Event()
+
+            async def waiter() -> None:
+                entered.set()
+                async with limits.slot(ws, "ds", large=True):
+                    raise AssertionError("the slot is held")
+
+            task = asyncio.create_task(waiter())
+            await entered.wait()
+            await asyncio.sleep(0.01)
+            assert limits.inflight == 2
+            task.cancel()  # e.g. the client went away
+            with pytest.raises(asyncio.CancelledError):
+                await task
+            assert limits.inflight == 1
+        assert limits.inflight == 0
+        async with limits.slot(ws, "ds", large=True):  # the slot was released
+            assert limits.inflight == 1
+
+    asyncio.run(scenario())
+
+
 def test_events_rps_flag_sets_the_default() -> None:
     from click.testing import CliRunner
 
