@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 
 from birdhouse.catalog.models import DataSource, Workspace
-from birdhouse.config import Settings
+from birdhouse.config import EventsSettings, Settings
 from birdhouse.http.ratelimit import Decision, RateLimiter, tighter
 
 MB = 1_000_000
@@ -98,6 +98,11 @@ class EventLimits:
         return semaphore
 
 
+def _busy(events: EventsSettings) -> Refused:
+    """E20's 503; the handler supplies the text."""
+    return Refused(503, "", {"Retry-After": str(events.retry_after_503_s)})
+
+
 class Slot:
     """``async with limits.slot(...)``: counts the request in flight (503 past
     ``events.max_inflight_requests``) and, for a large body, holds one of its
@@ -117,7 +122,7 @@ class Slot:
         limits = self._limits
         events = limits.settings.events
         if limits.inflight >= events.max_inflight_requests:
-            raise Refused(503, "", {"Retry-After": str(events.retry_after_503_s)})
+            raise _busy(events)
         limits.inflight += 1
         if not self._large:
             return
@@ -126,7 +131,7 @@ class Slot:
             await asyncio.wait_for(semaphore.acquire(), events.slot_wait_ms / 1000)
         except TimeoutError:
             limits.inflight -= 1
-            raise Refused(503, "", {"Retry-After": str(events.retry_after_503_s)}) from None
+            raise _busy(events) from None
         except BaseException:
             limits.inflight -= 1
             raise
