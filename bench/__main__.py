@@ -25,6 +25,12 @@ def parse(argv: list[str] | None = None) -> tuple[Config, argparse.Namespace]:
     p.add_argument("--repeat", type=int, default=1, help="runs per scenario; ratios are medians (default 1)")
     p.add_argument("--connections", type=int, default=8, help="connections for batched bodies (default 8)")
     p.add_argument("--small-connections", type=int, default=32, help="connections for single events (default 32)")
+    p.add_argument(
+        "--wait-connections",
+        type=int,
+        default=None,
+        help="connections for the wait scenario's closed loops, wait=true and wait=false alike (128; 8 with --smoke)",
+    )
     p.add_argument("--shapes", default=",".join(events.SHAPES), help="flat,web")
     p.add_argument("--scenarios", default=",".join(ALL_SCENARIOS), help=",".join(ALL_SCENARIOS))
     p.add_argument("--soak", type=float, default=0.0, metavar="MINUTES", help="soak at 80 %% of max (off)")
@@ -52,7 +58,7 @@ def parse(argv: list[str] | None = None) -> tuple[Config, argparse.Namespace]:
         duration_s=a.duration,
         connections=a.connections,
         small_connections=a.small_connections,
-        wait_connections=8 if a.smoke else 32,
+        wait_connections=a.wait_connections or (8 if a.smoke else Config.wait_connections),
         repeat=a.repeat,
         shapes=tuple(s for s in a.shapes.split(",") if s),
         scenarios=tuple(s for s in a.scenarios.split(",") if s),

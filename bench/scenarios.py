@@ -32,7 +32,9 @@ class Config:
     duration_s: float = 60.0
     connections: int = 8
     small_connections: int = 32
-    wait_connections: int = 32
+    # wait=true's closed-loop throughput grows with the requests in flight (each waits for a flush) up
+    # to ≈ 128 on the benchmark machine; wait=false with as many is CPU-bound either way (docs/benchmarks.md).
+    wait_connections: int = 128
     repeat: int = 1
     shapes: tuple[str, ...] = events.SHAPES
     scenarios: tuple[str, ...] = ALL_SCENARIOS
