@@ -4,8 +4,8 @@
   birdhouse's (the issue's "trivial ASGI endpoint");
 - ``/durable/v0/events``: the same, but the body is first appended to a write-ahead log with
   birdhouse's own WAL and group commit (``birdhouse.wal.Wal``, ``AsyncCommitter``, fsync on) and the
-  answer waits for its fdatasync. It is what durability before the answer costs on this machine with
-  no other work at all: the floor under any 202 that survives a crash.
+  answer waits for its fdatasync. It is what birdhouse's durability before the answer costs on this
+  machine with no other work at all: the ceiling for birdhouse's small requests ("durable floor").
 
 ``python -m bench.trivial PORT WAL_DIR`` serves both on 127.0.0.1:PORT with one worker.
 """
