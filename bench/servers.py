@@ -155,7 +155,11 @@ class Birdhouse(Process):
         return total
 
     def stop(self) -> None:
-        self.client.close()
+        # Also called when the server never became ready, before the client existed:
+        # the process must still be stopped (an AttributeError here once left one running).
+        client = getattr(self, "client", None)
+        if client is not None:
+            client.close()
         super().stop()
 
 
@@ -242,5 +246,9 @@ class ClickHouse(Process):
         self.query(f"DROP TABLE IF EXISTS {name}")
 
     def stop(self) -> None:
-        self.client.close()
+        # Also called when the server never became ready, before the client existed:
+        # the process must still be stopped (an AttributeError here once left one running).
+        client = getattr(self, "client", None)
+        if client is not None:
+            client.close()
         super().stop()
