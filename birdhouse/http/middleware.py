@@ -58,17 +58,17 @@ class RequestContext:
         token = request_id.set(rid)
         status = 500
         started = time.monotonic()
-
-        async def send_with_id(message: Message) -> None:
-            nonlocal status
-            if message["type"] == "http.response.start":
-                status = message["status"]
-                message["headers"] = [*message.get("headers", []), (b"x-request-id", rid.encode())]
-            await send(message)
-
         route = self._direct.get(scope["path"]) if scope["method"] == "POST" else None
         try:
             if route is None:
+
+                async def send_with_id(message: Message) -> None:
+                    nonlocal status
+                    if message["type"] == "http.response.start":
+                        status = message["status"]
+                        message["headers"] = [*message.get("headers", []), (b"x-request-id", rid.encode())]
+                    await send(message)
+
                 await self.app(scope, receive, send_with_id)
             else:
                 # A direct endpoint returns its response: the id goes on it here,
